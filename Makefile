@@ -1,0 +1,42 @@
+# Two commands do everything on a fresh machine:
+#   make run   - create .venv, install, launch local peers on the bundled digits data
+#   make test  - create .venv, install, run the test suite (what CI runs)
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PKGS   := node protocols aggregation topology scripts
+
+.PHONY: run test test-all lint typecheck bench simulate clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/rumor launch --peers 8 --rounds 20 --out runs/launch
+
+simulate: $(STAMP)
+	$(BIN)/rumor simulate --peers 50 --rounds 40 --topology regular:8 --aggregator variance-corrected --out runs/simulate
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(MAKE) --no-print-directory lint
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(PKGS) tests benchmarks
+	@rm -rf .typecheck && mkdir -p .typecheck/rumor
+	@for p in $(PKGS); do ln -s ../../$$p .typecheck/rumor/$$p; done
+	cd .typecheck && ../$(BIN)/mypy --strict --no-namespace-packages -p rumor.node -p rumor.protocols -p rumor.aggregation -p rumor.topology -p rumor.scripts
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.codec
+	$(BIN)/python -m benchmarks.simulator
+
+clean:
+	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The running peer: runtimes, transports, trainer, datasets, models, identity, API."""

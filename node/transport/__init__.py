@@ -1,0 +1,1 @@
+"""Transports: one interface, an in-memory and a libp2p implementation."""

@@ -1,0 +1,136 @@
+"""Events into the Peer state machine and commands out of it. All frozen.
+
+The runtime (simulator or libp2p node) feeds events with the current time and
+carries out the commands in order. Nothing here reads a clock or touches a socket.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+PeerId = str
+Vector = NDArray[np.floating]
+
+
+# ----------------------------------------------------------------- events in
+@dataclass(frozen=True)
+class Start:
+    """Begin (or resume from a checkpoint) at ``round``."""
+
+    now: float
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Time passed; the runtime calls this at ``Peer.next_deadline()``."""
+
+    now: float
+
+
+@dataclass(frozen=True)
+class MessageReceived:
+    """Bytes arrived from ``sender`` (the link's authenticated PeerID when known)."""
+
+    sender: PeerId | None
+    data: bytes
+    now: float
+
+
+@dataclass(frozen=True)
+class PeerDiscovered:
+    peer: PeerId
+    now: float
+
+
+@dataclass(frozen=True)
+class PeerLost:
+    peer: PeerId
+    now: float
+
+
+@dataclass(frozen=True)
+class TrainingDone:
+    """Local training for ``round`` finished; ``vector`` is the trained model."""
+
+    round: int
+    vector: Vector
+    num_samples: int
+    now: float
+
+
+@dataclass(frozen=True)
+class MergeDone:
+    """The runtime carried out a Merge (or AdoptModel); ``vector`` is the new model."""
+
+    round: int
+    vector: Vector
+    now: float
+
+
+Event = Start | Tick | MessageReceived | PeerDiscovered | PeerLost | TrainingDone | MergeDone
+
+
+# --------------------------------------------------------------- commands out
+@dataclass(frozen=True)
+class Send:
+    to: PeerId
+    data: bytes
+    round: int
+
+
+@dataclass(frozen=True)
+class StartTraining:
+    round: int
+
+
+@dataclass(frozen=True)
+class ReceivedUpdate:
+    """A validated model vector from a neighbour."""
+
+    sender: PeerId
+    round: int
+    vector: Vector
+    num_samples: int
+
+
+@dataclass(frozen=True)
+class Merge:
+    """Merge own model with ``updates`` using the configured rule, then evaluate.
+
+    The runtime answers with MergeDone(round, new_vector, now).
+    """
+
+    round: int
+    updates: tuple[ReceivedUpdate, ...]
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class AdoptModel:
+    """Replace own model with ``vector`` (a FedAvg client receiving the global model)."""
+
+    round: int
+    vector: Vector
+
+
+@dataclass(frozen=True)
+class Finished:
+    """All configured rounds are done."""
+
+    round: int
+
+
+@dataclass(frozen=True)
+class Log:
+    """A structured event for the runtime's event log (never printed by the library)."""
+
+    event: str
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+Command = Send | StartTraining | Merge | AdoptModel | Finished | Log

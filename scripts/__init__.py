@@ -1,0 +1,1 @@
+"""The rumor command line: the only place that parses arguments."""

@@ -1,0 +1,1 @@
+"""Networkx topologies, mixing weights and failure/churn schedules. Pure, seeded."""
