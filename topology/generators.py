@@ -53,12 +53,11 @@ import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import networkx as nx
 import numpy as np
 import numpy.typing as npt
-
 from rumor.protocols.errors import ConfigError
 
 __all__ = [
@@ -83,6 +82,8 @@ TOPOLOGY_FORMS = (
     "(K, M, D integers; P a probability; R a radius in the unit square)"
 )
 """The valid spec forms, quoted in every parse error."""
+
+_T = TypeVar("_T")
 
 _KINDS = ("ring", "complete", "star", "regular", "er", "ba", "rgg", "ws")
 
@@ -115,11 +116,6 @@ class TopologySpec:
             cap = f":maxdeg={self.max_degree}" if self.max_degree is not None else ""
             return f"rgg:{self.radius!r}{cap}"
         return self.kind
-
-    @property
-    def connected(self) -> bool:
-        """Whether graphs of this spec are promised to be connected (for n >= 1)."""
-        return True
 
 
 def _bad(spec: str, why: str) -> ConfigError:
@@ -292,7 +288,7 @@ def graph_from_edges(edges: Iterable[tuple[int, int]], n: int) -> nx.Graph:
 # --------------------------------------------------------------------------- models
 
 
-def _need[T](value: T | None) -> T:
+def _need(value: _T | None) -> _T:
     if value is None:  # pragma: no cover - parse_topology sets every field of its kind
         raise ConfigError("incomplete topology spec")
     return value
@@ -351,7 +347,10 @@ def _er(label: str, p: float, n: int, seed: int) -> tuple[nx.Graph, int]:
             return graph, attempt
     threshold = math.log(n) / n if n > 1 else 0.0
     raise _too_sparse(
-        label, n, MAX_ATTEMPTS, f"raise P well above the connectivity threshold ln(n)/n = {threshold:.3g}"
+        label,
+        n,
+        MAX_ATTEMPTS,
+        f"raise P well above the connectivity threshold ln(n)/n = {threshold:.3g}",
     )
 
 
@@ -365,9 +364,7 @@ def _ws(label: str, k: int, p: float, n: int, seed: int) -> tuple[nx.Graph, int]
     raise _too_sparse(label, n, MAX_ATTEMPTS, "raise K or lower P")  # pragma: no cover
 
 
-def _rgg(
-    radius: float, max_degree: int | None, n: int, seed: int
-) -> tuple[nx.Graph, int, int]:
+def _rgg(radius: float, max_degree: int | None, n: int, seed: int) -> tuple[nx.Graph, int, int]:
     first: nx.Graph | None = None
     for attempt in range(RGG_ATTEMPTS):
         graph = nx.random_geometric_graph(n, radius, seed=derived_seed(seed, attempt))
@@ -389,11 +386,20 @@ def _positions(graph: nx.Graph) -> npt.NDArray[np.float64]:
 def _cap_degrees(graph: nx.Graph, cap: int) -> None:
     """Drop edges longest first while an endpoint has degree > cap (in place)."""
     pos = _positions(graph)
-    edges = [(min(u, v), max(u, v)) for u, v in graph.edges()]
-    edges.sort(key=lambda e: (-float(np.hypot(*(pos[e[0]] - pos[e[1]]))), e))
-    for u, v in edges:
-        if graph.degree(u) > cap or graph.degree(v) > cap:
-            graph.remove_edge(u, v)
+    n = graph.number_of_nodes()
+    edges = np.array([(min(u, v), max(u, v)) for u, v in graph.edges()], dtype=np.int64).reshape(
+        -1, 2
+    )
+    length = np.linalg.norm(pos[edges[:, 0]] - pos[edges[:, 1]], axis=1)
+    order = np.lexsort((edges[:, 1], edges[:, 0], -length))
+    degree = np.bincount(edges.ravel(), minlength=n)
+    drop: list[tuple[int, int]] = []
+    for u, v in edges[order].tolist():
+        if degree[u] > cap or degree[v] > cap:
+            degree[u] -= 1
+            degree[v] -= 1
+            drop.append((u, v))
+    graph.remove_edges_from(drop)
 
 
 def _bridge(graph: nx.Graph, cap: int | None) -> int:

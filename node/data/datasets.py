@@ -52,6 +52,7 @@ DIGITS_SPLIT_SEED = 20240601
 DIGITS_TEST_FRACTION = 0.2
 
 _CACHE_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_NUM_CLASSES = {"digits": 10, "mnist": 10, "fashion-mnist": 10}
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,7 +176,13 @@ def _load_cached(name: str, data_dir: Path) -> Dataset:
             f"dataset cache {path} is unreadable ({exc}): run `rumor data fetch {name}` again"
         ) from exc
     scale = 255.0
-    num_classes = int(max(arrays["y_train"].max(), arrays["y_test"].max())) + 1
+    num_classes = _NUM_CLASSES[name]
+    for key in ("y_train", "y_test"):
+        y = arrays[key]
+        if y.ndim != 1 or len(y) == 0 or y.min() < 0 or y.max() >= num_classes:
+            raise DatasetMissing(
+                f"dataset cache {path} has bad labels: run `rumor data fetch {name}` again"
+            )
     return _images(
         name,
         arrays["x_train"].astype(np.float32) / np.float32(scale),
@@ -186,8 +193,9 @@ def _load_cached(name: str, data_dir: Path) -> Dataset:
     )
 
 
-def load_dataset(name: str = DEFAULT_DATASET, data_dir: str | os.PathLike[str] | None = None
-                 ) -> Dataset:
+def load_dataset(
+    name: str = DEFAULT_DATASET, data_dir: str | os.PathLike[str] | None = None
+) -> Dataset:
     """Load a prepared dataset.
 
     Raises ConfigError for an unknown name and DatasetMissing (whose one-line message

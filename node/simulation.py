@@ -1,0 +1,348 @@
+"""The simulator runtime: a whole swarm of sans-IO Peers in one process.
+
+Each simulated peer is a real ``rumor.protocols.peer.Peer`` (same code as on the
+mesh); this runtime executes their commands fast:
+
+- parameters of all peers are the rows of one (P, d) tensor; every peer that is
+  training when a TrainingDone falls due is trained together in one vmapped call
+  (a peer's model cannot change between StartTraining and TrainingDone, so
+  computing it late is exact);
+- messages go through SimNetwork (virtual clock, latency, loss, partitions);
+  signing can be switched off here only (``sign=False``, the default in the
+  simulator; the wire checks are tested on their own);
+- a round's metrics are computed, batched, once every live peer has merged it.
+
+Same config and seed -> byte-identical metrics.csv.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time as _time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from rumor import aggregation
+from rumor.aggregation.layout import Layout
+from rumor.node.data import load_dataset, split_indices
+from rumor.node.models import init_params, param_layout_for
+from rumor.node.results import RoundMetrics
+from rumor.node.simnet import LinkModel, SimNetwork
+from rumor.node.trainer import BatchedTrainer
+from rumor.protocols.errors import AggregationError, ConfigError
+from rumor.protocols.events import (
+    AdoptModel,
+    Command,
+    Event,
+    Finished,
+    Log,
+    Merge,
+    MergeDone,
+    MessageReceived,
+    PeerDiscovered,
+    Send,
+    Start,
+    StartTraining,
+    Tick,
+    TrainingDone,
+)
+from rumor.protocols.identity import Identity
+from rumor.protocols.peer import Peer, PeerConfig, Role
+from rumor.protocols.validation import ValidationConfig
+from rumor.topology import build_topology
+
+FEDAVG = "fedavg"
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that determines a simulated run (written into summary.json)."""
+
+    peers: int = 50
+    rounds: int = 40
+    topology: str = "regular:8"
+    split: str = "iid"
+    aggregator: str = "variance-corrected"
+    model: str = "mlp"
+    dataset: str = "digits"
+    seed: int = 1
+    lr: float = 0.05
+    batch_size: int = 8
+    local_epochs: int = 1
+    momentum: float = 0.0
+    init: str = "independent"
+    f: int = 0
+    round_timeout: float = 30.0
+    train_time: float = 1.0
+    latency: float = 0.05
+    loss: float = 0.0
+    min_updates: int | None = None
+    fanout: int | None = None
+    sign: bool = False
+    eval_peers: int | None = None
+    swarm: str = "rumor-sim"
+    data_dir: str | None = None
+    rule_params: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.peers < 1:
+            raise ConfigError("--peers must be >= 1")
+        if self.rounds < 1:
+            raise ConfigError("--rounds must be >= 1")
+        if self.init not in ("same", "independent"):
+            raise ConfigError("--init must be 'same' or 'independent'")
+        if self.aggregator != FEDAVG and self.aggregator not in aggregation.names():
+            try:
+                aggregation.get(self.aggregator)
+            except AggregationError as exc:
+                raise ConfigError(f"{exc}, {FEDAVG}") from None
+        if not 0.0 <= self.loss < 1.0:
+            raise ConfigError("--loss must be in [0, 1)")
+        if self.lr <= 0 or self.batch_size < 1 or self.local_epochs < 1:
+            raise ConfigError("--lr, --batch-size and --local-epochs must be positive")
+
+
+def peer_identity(seed: int, index: int) -> Identity:
+    """Deterministic identity of simulated peer ``index``."""
+    return Identity.from_seed(hashlib.sha256(f"rumor-sim/{seed}/{index}".encode()).digest())
+
+
+RoundCallback = Callable[[RoundMetrics], None]
+
+
+class Simulation:
+    """Builds data, topology, peers and runs them to completion; see module docstring."""
+
+    def __init__(self, config: SimulationConfig) -> None:
+        config.validate()
+        self.config = cfg = config
+        torch.manual_seed(cfg.seed)
+        self.dataset = load_dataset(cfg.dataset, cfg.data_dir)
+        self.fedavg = cfg.aggregator == FEDAVG
+        n = cfg.peers
+        labels = self.dataset.y_train.numpy()
+        self.indices = split_indices(labels, n, cfg.split, cfg.seed)
+        self.num_samples = [len(ix) for ix in self.indices]
+        if self.fedavg:
+            # Peers 0..n-1 are clients; peer n is the server at the hub of a star.
+            self.graph_edges = [(i, n) for i in range(n)]
+            self.total = n + 1
+        else:
+            g = build_topology(cfg.topology, n, cfg.seed)
+            self.graph_edges = sorted((min(a, b), max(a, b)) for a, b in g.edges())
+            self.total = n
+        self.trainer = BatchedTrainer(
+            cfg.model,
+            self.dataset,
+            lr=cfg.lr,
+            batch_size=cfg.batch_size,
+            local_epochs=cfg.local_epochs,
+            momentum=cfg.momentum,
+        )
+        shape, ncls = self.dataset.input_shape, self.dataset.num_classes
+        rows = []
+        for i in range(self.total):
+            s = cfg.seed if cfg.init == "same" else cfg.seed * 100_003 + i
+            rows.append(init_params(cfg.model, shape, ncls, s))
+        self.params = torch.stack(rows)
+        self.d = self.params.shape[1]
+        self.layout: Layout = param_layout_for(cfg.model, shape, ncls)
+        self.rule = None if self.fedavg else aggregation.get(cfg.aggregator)
+        self.net = SimNetwork(LinkModel(cfg.latency, cfg.loss), cfg.seed)
+        self.ids = [peer_identity(cfg.seed, i) for i in range(self.total)]
+        self.index_of = {ident.peer_id: i for i, ident in enumerate(self.ids)}
+        vcfg = ValidationConfig(
+            swarm=cfg.swarm,
+            shape=(self.d,),
+            verify_signatures=cfg.sign,
+            flood_rate=1e6,
+            flood_burst=1e6,
+        )
+        self.peers: list[Peer] = []
+        for i in range(self.total):
+            role = Role.GOSSIP
+            server = None
+            if self.fedavg:
+                role = Role.SERVER if i == n else Role.CLIENT
+                server = self.ids[n].peer_id
+            pcfg = PeerConfig(
+                validation=vcfg,
+                role=role,
+                rounds=cfg.rounds,
+                round_timeout=cfg.round_timeout,
+                min_updates=cfg.min_updates,
+                fanout=cfg.fanout,
+                sign=cfg.sign,
+                server=server,
+                adopt_senders=False,
+                seed=cfg.seed * 7919 + i,
+            )
+            self.peers.append(Peer(self.ids[i], pcfg))
+        self._training: dict[int, int] = {}  # peer -> round being trained
+        self._trained: dict[int, np.ndarray] = {}
+        self._tick_at: dict[int, float] = {}
+        self._snapshots: dict[int, dict[int, torch.Tensor]] = {}
+        self._round_msgs: dict[int, int] = {}
+        self._round_bytes: dict[int, int] = {}
+        self.finished: set[int] = set()
+        self.metrics: list[RoundMetrics] = []
+        self.events: list[dict[str, Any]] = []
+        self.eval_rows = self._eval_rows()
+
+    # ------------------------------------------------------------------ API
+    @property
+    def learners(self) -> list[int]:
+        """Peers that train and are evaluated (all but a FedAvg server)."""
+        return list(range(self.config.peers))
+
+    def run(self, on_round: RoundCallback | None = None) -> list[RoundMetrics]:
+        """Run every peer to its last round; returns one RoundMetrics per round."""
+        self._on_round = on_round
+        for a, b in self.graph_edges:
+            self._feed(a, PeerDiscovered(self.ids[b].peer_id, 0.0))
+            self._feed(b, PeerDiscovered(self.ids[a].peer_id, 0.0))
+        for i in range(self.total):
+            self._feed(i, Start(0.0, 0))
+        while (item := self.net.pop()) is not None:
+            now = self.net.clock.now()
+            i = item.target
+            if item.kind == "deliver":
+                src, data = item.payload
+                self._feed(i, MessageReceived(self.ids[src].peer_id, data, now))
+            elif item.kind == "trained":
+                self._feed(i, self._training_done(i, now))
+            elif item.kind == "tick":
+                if self._tick_at.get(i) == item.time:
+                    del self._tick_at[i]
+                    self._feed(i, Tick(now))
+        return self.metrics
+
+    def reject_counts(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for p in self.peers:
+            for k, v in p.validator.rejects.items():
+                total[k] = total.get(k, 0) + v
+        return dict(sorted(total.items()))
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    # -------------------------------------------------------------- internals
+    def _eval_rows(self) -> list[int]:
+        k = self.config.eval_peers
+        if k is None or k >= self.config.peers:
+            return self.learners
+        rng = np.random.default_rng(self.config.seed)
+        return sorted(int(x) for x in rng.choice(self.config.peers, size=k, replace=False))
+
+    def _feed(self, i: int, event: Event) -> None:
+        commands = self.peers[i].handle(event)
+        self._execute(i, commands)
+        deadline = self.peers[i].next_deadline()
+        if deadline is not None and self._tick_at.get(i) != deadline:
+            self._tick_at[i] = deadline
+            self.net.schedule(deadline, "tick", i)
+
+    def _execute(self, i: int, commands: list[Command]) -> None:
+        now = self.net.clock.now()
+        for c in commands:
+            if isinstance(c, Send):
+                j = self.index_of[c.to]
+                self._round_msgs[c.round] = self._round_msgs.get(c.round, 0) + 1
+                self._round_bytes[c.round] = self._round_bytes.get(c.round, 0) + len(c.data)
+                self.net.send(i, j, c.data)
+            elif isinstance(c, StartTraining):
+                self._training[i] = c.round
+                self.net.schedule(now + self.config.train_time, "trained", i)
+            elif isinstance(c, Merge):
+                self._merge(i, c)
+                self._feed(i, MergeDone(c.round, self.params[i].numpy(), now))
+            elif isinstance(c, AdoptModel):
+                self.params[i] = torch.from_numpy(np.array(c.vector, dtype=np.float32))
+                self._record(i, c.round)
+                self._feed(i, MergeDone(c.round, self.params[i].numpy(), now))
+            elif isinstance(c, Finished):
+                self.finished.add(i)
+            elif isinstance(c, Log):
+                self.events.append({"t": now, "peer": i, "event": c.event, **c.fields})
+
+    def _training_done(self, i: int, now: float) -> TrainingDone:
+        if i not in self._trained:
+            self._train_pending()
+        vec = self._trained.pop(i)
+        return TrainingDone(self._training.pop(i), vec, self.num_samples[i], now)
+
+    def _train_pending(self) -> None:
+        rows = sorted(p for p in self._training if p not in self._trained)
+        seeds = [self.config.seed * 1_000_003 + p * 10_007 + self._training[p] for p in rows]
+        out = self.trainer.train(
+            self.params[rows], [self.indices[p] for p in rows], seeds=seeds
+        )
+        for k, p in enumerate(rows):
+            self.params[p] = out[k]
+            self._trained[p] = out[k].numpy().copy()
+
+    def _merge(self, i: int, c: Merge) -> None:
+        if self.fedavg:  # server: sample-weighted mean of the clients' models
+            if c.updates:
+                w = torch.tensor([float(max(u.num_samples, 1)) for u in c.updates])
+                stack = torch.from_numpy(np.stack([u.vector for u in c.updates]))
+                self.params[i] = (w[:, None] * stack).sum(0) / w.sum()
+            return
+        assert self.rule is not None
+        own = self.params[i]
+        if c.updates:
+            stack = torch.from_numpy(np.stack([u.vector for u in c.updates]).astype(np.float32))
+        else:
+            stack = own.new_zeros((0, self.d))
+        params = dict(self.config.rule_params)
+        if "variance" in self.config.aggregator or self.config.aggregator.startswith("vc:"):
+            params.setdefault("layout", self.layout)
+        self.params[i] = self.rule(stack, own=own.clone(), f=self.config.f, **params)
+        self._record(i, c.round)
+
+    def _record(self, i: int, round_: int) -> None:
+        if i >= self.config.peers:
+            return
+        snap = self._snapshots.setdefault(round_, {})
+        snap[i] = self.params[i].clone()
+        if len(snap) == self.config.peers:
+            self._finish_round(round_, self._snapshots.pop(round_))
+
+    def _finish_round(self, round_: int, snap: dict[int, torch.Tensor]) -> None:
+        rows = torch.stack([snap[i] for i in sorted(snap)])
+        sel = torch.stack([snap[i] for i in self.eval_rows])
+        acc = self.trainer.evaluate(sel, self.dataset.x_test, self.dataset.y_test)
+        mean = rows.mean(0, keepdim=True)
+        cons = float(((rows - mean) ** 2).sum(1).mean().sqrt())
+        m = RoundMetrics(
+            round=round_ + 1,
+            time=round(self.net.clock.now(), 6),
+            acc_mean=float(np.mean(acc)),
+            acc_min=float(np.min(acc)),
+            acc_max=float(np.max(acc)),
+            acc_std=float(np.std(acc)),
+            consensus_distance=cons,
+            messages=self._round_msgs.pop(round_, 0),
+            bytes_sent=self._round_bytes.pop(round_, 0),
+            rejects=sum(self.reject_counts().values()),
+            timeouts=sum(p.timeouts for p in self.peers),
+            peers_alive=len(snap),
+        )
+        self.metrics.append(m)
+        if self._on_round is not None:
+            self._on_round(m)
+
+
+def run_simulation(
+    config: SimulationConfig, on_round: RoundCallback | None = None
+) -> tuple[Simulation, list[RoundMetrics], float]:
+    """Build and run; returns the simulation, its metrics and the wall time taken."""
+    t0 = _time.perf_counter()
+    sim = Simulation(config)
+    rows = sim.run(on_round)
+    return sim, rows, _time.perf_counter() - t0

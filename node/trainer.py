@@ -1,0 +1,356 @@
+"""Local SGD for many peers at once: each peer's model is one row of a ``(P, d)`` tensor.
+
+The simulator trains every peer that trains at the same virtual instant in one batched
+computation: the rows are viewed as a dict of stacked parameter tensors and
+``torch.func.vmap(torch.func.grad(loss))`` over ``torch.func.functional_call`` gives
+every peer's gradient on its own minibatch in one pass. The real-network node trains
+its single model through :meth:`BatchedTrainer.train_one`, which runs the very same
+code with one row, so the two cannot drift.
+
+Update rule (per peer, per step; the same as ``torch.optim.SGD`` with dampening 0 and
+no Nesterov)::
+
+    g   = grad of mean cross-entropy over the peer's minibatch
+    g   = g + weight_decay * w
+    buf = momentum * buf + g          (buf starts at 0 every round)
+    w   = w - lr * (buf if momentum else g)
+
+Minibatches. Every peer draws from its own index list through its own generator,
+``numpy.random.Generator(PCG64(SeedSequence([seed, round, peer])))``, so a peer's
+batches depend only on (seed, round, peer id) and never on which other peers share
+the batch or on the chunk size. The generator yields a stream of fresh permutations of
+the peer's indices, concatenated; batch s of the round is items
+``[s*batch_size, (s+1)*batch_size)`` of that stream. So within a pass over the peer's
+data, sampling is without replacement; a peer with fewer samples than ``batch_size``
+sees each sample several times in one batch (batches keep one shape so that vmap can
+stack them).
+
+Steps per round. All peers trained together take the same number of steps ``S``:
+``local_steps`` if given, else ``local_epochs * ceil(median(n_p) / batch_size)`` where
+the median runs over the sizes of all non-empty index lists passed to ``train`` (not
+only the selected rows, so the step count does not depend on the selection). A peer
+with more data than the median therefore sees part of it each round; one with less
+sees it more than once. Peers with an empty index list are returned unchanged.
+
+Memory is bounded by ``chunk_size`` rows at a time (activations are about
+``chunk_size * batch_size`` examples).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
+from rumor.aggregation.layout import Layout
+from rumor.node.data.datasets import Dataset
+from rumor.node.models import build_model, flatten_params, param_layout, unflatten_into
+from rumor.protocols.errors import ConfigError
+
+LabelMap = Sequence[int] | Mapping[int, int] | torch.Tensor
+IndexList = Sequence[int] | npt.NDArray[np.integer]
+
+
+def peer_generator(seed: int, round: int, peer: int) -> np.random.Generator:
+    """The generator of ``peer``'s minibatches in ``round`` (see the module docstring)."""
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, round, peer])))
+
+
+def batch_schedule(
+    indices: IndexList, steps: int, batch_size: int, rng: np.random.Generator
+) -> npt.NDArray[np.int64]:
+    """``(steps, batch_size)`` dataset indices: consecutive slices of a stream of fresh
+    permutations of ``indices`` (without replacement within each pass)."""
+    idx = np.asarray(indices, dtype=np.int64)
+    n = len(idx)
+    if n == 0:
+        raise ValueError("cannot draw batches from an empty index list")
+    need = steps * batch_size
+    passes = -(-need // n)
+    stream = np.concatenate([idx[rng.permutation(n)] for _ in range(passes)])
+    return stream[:need].reshape(steps, batch_size)
+
+
+def label_map_tensor(label_map: LabelMap | None, num_classes: int) -> torch.Tensor:
+    """A ``(num_classes,)`` int64 lookup ``t`` with ``t[y]`` the label a peer trains on.
+
+    ``label_map`` is a full sequence/tensor of length ``num_classes`` or a partial dict
+    ``{from: to}`` (unmentioned labels map to themselves); None is the identity.
+    """
+    table = torch.arange(num_classes, dtype=torch.int64)
+    if label_map is None:
+        return table
+    if isinstance(label_map, Mapping):
+        for src, dst in label_map.items():
+            table[int(src)] = int(dst)
+    else:
+        t = torch.as_tensor(label_map, dtype=torch.int64).reshape(-1)
+        if t.numel() != num_classes:
+            raise ConfigError(f"label map needs {num_classes} entries, got {t.numel()}")
+        table = t.clone()
+    if int(table.min()) < 0 or int(table.max()) >= num_classes:
+        raise ConfigError(f"label map sends labels outside [0, {num_classes})")
+    return table
+
+
+class BatchedTrainer:
+    """Local SGD and evaluation for many peers whose parameters are rows of ``(P, d)``.
+
+    ``local_steps`` (if given) overrides ``local_epochs``. ``chunk_size`` bounds how many
+    peers are trained or evaluated at once. The trainer holds the training set of
+    ``dataset`` and never modifies the tensors passed in.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        input_shape: Sequence[int],
+        num_classes: int,
+        dataset: Dataset,
+        *,
+        lr: float,
+        batch_size: int = 32,
+        local_epochs: int = 1,
+        local_steps: int | None = None,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        chunk_size: int = 256,
+    ) -> None:
+        if lr <= 0 or batch_size < 1 or local_epochs < 1 or chunk_size < 1:
+            raise ConfigError("lr, batch_size, local_epochs and chunk_size must be positive")
+        if local_steps is not None and local_steps < 1:
+            raise ConfigError(f"local_steps must be >= 1, got {local_steps}")
+        if not 0.0 <= momentum < 1.0 or weight_decay < 0:
+            raise ConfigError("momentum must be in [0, 1) and weight_decay >= 0")
+        self.model_name = model_name
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = num_classes
+        self.module = build_model(model_name, self.input_shape, num_classes)
+        if list(self.module.buffers()):
+            raise ConfigError(f"model {model_name!r} has buffers; batched training needs none")
+        if tuple(dataset.input_shape) != self.input_shape:
+            raise ConfigError(
+                f"dataset {dataset.name} has input shape {dataset.input_shape}, "
+                f"the model expects {self.input_shape}"
+            )
+        self.layout: Layout = param_layout(self.module)
+        self.d = self.layout[-1].stop
+        self.x_train = dataset.x_train
+        self.y_train = dataset.y_train
+        self.lr = float(lr)
+        self.batch_size = int(batch_size)
+        self.local_epochs = int(local_epochs)
+        self.local_steps = local_steps
+        self.momentum = float(momentum)
+        self.weight_decay = float(weight_decay)
+        self.chunk_size = int(chunk_size)
+
+        module = self.module
+
+        def loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor
+                 ) -> torch.Tensor:
+            logits = functional_call(module, params, (x,))
+            return F.cross_entropy(logits, y)
+
+        def logits(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = functional_call(module, params, (x,))
+            return out
+
+        self._grads: Callable[..., dict[str, torch.Tensor]] = vmap(grad(loss))
+        self._logits: Callable[..., torch.Tensor] = vmap(logits, in_dims=(0, None))
+
+    # -- parameters ---------------------------------------------------------------
+    def _views(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Rows ``(B, d)`` as ``{name: (B, *shape)}`` views sharing w's storage."""
+        b = w.shape[0]
+        return {s.name: w[:, s.start:s.stop].view(b, *s.shape) for s in self.layout}
+
+    def _check_params(self, params: torch.Tensor) -> torch.Tensor:
+        if params.dim() != 2 or params.shape[1] != self.d:
+            raise ValueError(f"expected params of shape (P, {self.d}), got {tuple(params.shape)}")
+        return params.detach().to(torch.float32)
+
+    def steps_per_round(self, sizes: Sequence[int]) -> int:
+        """``local_steps``, or ``local_epochs * ceil(median(sizes > 0) / batch_size)``."""
+        if self.local_steps is not None:
+            return self.local_steps
+        nonzero = [s for s in sizes if s > 0]
+        if not nonzero:
+            return 0
+        median = float(np.median(np.asarray(nonzero, dtype=np.float64)))
+        return self.local_epochs * max(1, math.ceil(median / self.batch_size))
+
+    # -- training -----------------------------------------------------------------
+    def train(
+        self,
+        params: torch.Tensor,
+        peer_indices: Sequence[IndexList],
+        *,
+        seed: int,
+        round: int = 0,
+        rows: Sequence[int] | npt.NDArray[np.integer] | None = None,
+        steps: int | None = None,
+        label_maps: Mapping[int, LabelMap] | None = None,
+    ) -> torch.Tensor:
+        """One round of local SGD for the peers ``rows`` (default: all) of ``params``.
+
+        ``params`` is ``(P, d)``; ``peer_indices[p]`` is peer p's training indices
+        (``len(peer_indices) == P``); ``label_maps[p]`` (optional) relabels peer p's
+        data (label flipping). Peer p's batches come from ``peer_generator(seed,
+        round, p)``. Returns a new ``(len(rows), d)`` tensor; ``params`` is untouched.
+        """
+        w_all = self._check_params(params)
+        if len(peer_indices) != w_all.shape[0]:
+            raise ValueError(f"{len(peer_indices)} index lists for {w_all.shape[0]} peers")
+        sel = np.arange(w_all.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
+        if steps is None:
+            steps = self.steps_per_round([len(ix) for ix in peer_indices])
+        out = w_all[torch.from_numpy(sel)].clone()
+        active = [i for i, p in enumerate(sel) if len(peer_indices[int(p)]) > 0]
+        if steps <= 0 or not active:
+            return out
+        for c0 in range(0, len(active), self.chunk_size):
+            pos = active[c0:c0 + self.chunk_size]
+            peers = [int(sel[i]) for i in pos]
+            maps = None
+            if label_maps:
+                maps = torch.stack(
+                    [label_map_tensor(label_maps.get(p), self.num_classes) for p in peers]
+                )
+            pos_t = torch.as_tensor(pos, dtype=torch.int64)
+            out[pos_t] = self._train_rows(
+                out[pos_t], [peer_indices[p] for p in peers], peers, seed, round, steps, maps
+            )
+        return out
+
+    def _train_rows(
+        self,
+        w: torch.Tensor,
+        indices: Sequence[IndexList],
+        peers: Sequence[int],
+        seed: int,
+        round: int,
+        steps: int,
+        maps: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Train the ``(B, d)`` rows ``w`` (a private copy, updated in place) for ``steps``."""
+        sched = torch.from_numpy(np.stack([
+            batch_schedule(ix, steps, self.batch_size, peer_generator(seed, round, p))
+            for ix, p in zip(indices, peers, strict=True)
+        ]))  # (B, steps, batch_size)
+        b = w.shape[0]
+        buf = torch.zeros_like(w) if self.momentum else None
+        with torch.no_grad():
+            for s in range(steps):
+                idx = sched[:, s]
+                xb = self.x_train[idx]
+                yb = self.y_train[idx]
+                if maps is not None:
+                    yb = torch.gather(maps, 1, yb)
+                with torch.enable_grad():
+                    g = self._grads(self._views(w), xb, yb)
+                step = torch.cat([g[sl.name].reshape(b, -1) for sl in self.layout], dim=1)
+                if self.weight_decay:
+                    step.add_(w, alpha=self.weight_decay)
+                if buf is not None:
+                    buf.mul_(self.momentum).add_(step)
+                    step = buf
+                w.add_(step, alpha=-self.lr)
+        return w
+
+    def train_one(
+        self,
+        model: torch.Tensor | nn.Module,
+        indices: IndexList,
+        *,
+        seed: int,
+        round: int = 0,
+        peer: int = 0,
+        steps: int | None = None,
+        label_map: LabelMap | None = None,
+    ) -> torch.Tensor:
+        """One round of local SGD for a single model (the real-network node).
+
+        ``model`` is a parameter vector (d,) or an nn.Module of this trainer's
+        architecture (then updated in place too). The batches are those that
+        :meth:`train` would draw for peer ``peer``. Returns the new vector (d,).
+        """
+        vec = flatten_params(model) if isinstance(model, nn.Module) else model.reshape(-1)
+        if steps is None:
+            steps = self.steps_per_round([len(indices)])
+        peer_indices: list[IndexList] = [indices]
+        new = vec
+        if steps > 0 and len(indices) > 0:
+            maps = None
+            if label_map is not None:
+                maps = label_map_tensor(label_map, self.num_classes).unsqueeze(0)
+            w = self._check_params(vec.unsqueeze(0)).clone()
+            new = self._train_rows(w, peer_indices, [peer], seed, round, steps, maps)[0]
+        else:
+            new = self._check_params(vec.unsqueeze(0))[0].clone()
+        if isinstance(model, nn.Module):
+            unflatten_into(model, new)
+        return new
+
+    # -- evaluation -----------------------------------------------------------------
+    def predict(
+        self,
+        params: torch.Tensor,
+        x: torch.Tensor,
+        *,
+        chunk_size: int | None = None,
+        max_examples: int = 32768,
+    ) -> torch.Tensor:
+        """``(P, N)`` int64 predicted classes of every row's model on ``x`` (N, *shape).
+
+        Works on ``chunk_size`` rows (default ``self.chunk_size``) and
+        ``max(1, max_examples // rows)`` inputs at a time to bound memory.
+        """
+        w_all = self._check_params(params)
+        p_total, n = w_all.shape[0], x.shape[0]
+        out = torch.empty((p_total, n), dtype=torch.int64)
+        chunk = chunk_size or self.chunk_size
+        with torch.no_grad():
+            for c0 in range(0, p_total, chunk):
+                w = w_all[c0:c0 + chunk].contiguous()
+                views = self._views(w)
+                step = max(1, max_examples // w.shape[0])
+                for n0 in range(0, n, step):
+                    logits = self._logits(views, x[n0:n0 + step])
+                    out[c0:c0 + w.shape[0], n0:n0 + step] = logits.argmax(dim=-1)
+        return out
+
+    def evaluate(
+        self,
+        params: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        chunk_size: int | None = None,
+    ) -> npt.NDArray[np.float64]:
+        """Accuracy of every row's model on ``(x, y)``: a ``(P,)`` float64 array."""
+        pred = self.predict(params, x, chunk_size=chunk_size)
+        correct = (pred == y.reshape(1, -1)).sum(dim=1).numpy().astype(np.float64)
+        result: npt.NDArray[np.float64] = correct / max(1, int(y.numel()))
+        return result
+
+
+def confusion_matrices(
+    pred: torch.Tensor, y: torch.Tensor, num_classes: int
+) -> npt.NDArray[np.int64]:
+    """``(P, C, C)`` counts: ``[p, true, predicted]`` for predictions ``(P, N)``.
+
+    Per-class recall of peer p is ``M[p].diagonal() / M[p].sum(1)``, precision
+    ``M[p].diagonal() / M[p].sum(0)``, F1 their harmonic mean.
+    """
+    p = pred.shape[0]
+    c = num_classes
+    flat = (torch.arange(p).reshape(-1, 1) * c * c + y.reshape(1, -1) * c + pred).reshape(-1)
+    counts = torch.bincount(flat, minlength=p * c * c).reshape(p, c, c)
+    result: npt.NDArray[np.int64] = counts.numpy().astype(np.int64)
+    return result

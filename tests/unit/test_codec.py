@@ -1,0 +1,121 @@
+"""The wire codec: round trips, signatures, and garbage that must never crash."""
+
+from __future__ import annotations
+
+import msgpack
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rumor.protocols import codec
+from rumor.protocols.errors import RejectedMessage
+from rumor.protocols.messages import Kind
+from tests.helpers import SWARM, ident, update_bytes
+
+
+def test_signed_update_round_trips_exactly() -> None:
+    vec = np.arange(10, dtype=np.float32) / 7
+    raw = update_bytes(ident(1), vec, round_=3, seq=9)
+    env = codec.decode(raw, swarm=SWARM)
+    assert env.kind is Kind.UPDATE and env.round == 3 and env.seq == 9
+    assert env.sender == ident(1).peer_id_bytes
+    np.testing.assert_array_equal(env.body.tensor.to_array(), vec)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.floats(width=32, allow_nan=False), min_size=0, max_size=64),
+    round_=st.integers(0, 2**40),
+    seq=st.integers(0, 2**40),
+    swarm=st.text(max_size=30),
+)
+def test_any_update_round_trips(values: list[float], round_: int, seq: int, swarm: str) -> None:
+    vec = np.array(values, dtype=np.float32)
+    raw = update_bytes(ident(2), vec, round_=round_, seq=seq, swarm=swarm)
+    env = codec.decode(raw, swarm=swarm)
+    assert (env.round, env.seq, env.swarm) == (round_, seq, swarm)
+    np.testing.assert_array_equal(env.body.tensor.to_array(), vec)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_garbage_bytes_are_rejected_never_crash(data: bytes) -> None:
+    try:
+        codec.decode(data, swarm=SWARM)
+    except RejectedMessage as rej:
+        assert rej.reason in {"malformed", "unknown_version", "wrong_swarm", "unknown_kind",
+                              "bad_sender", "bad_signature", "bad_tensor", "oversize"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.sampled_from(["v", "k", "sw", "s", "r", "q", "t", "b", "sig", "x"]),
+                       st.one_of(st.integers(-5, 2**64 - 1), st.binary(max_size=40),
+                                 st.text(max_size=10), st.floats(), st.none(),
+                                 st.lists(st.integers(), max_size=3))))
+def test_wellformed_msgpack_with_wrong_fields_is_rejected(obj: dict[str, object]) -> None:
+    with pytest.raises(RejectedMessage):
+        codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM)
+
+
+def test_tampered_tensor_fails_the_signature() -> None:
+    raw = bytearray(update_bytes(ident(1), np.ones(8, dtype=np.float32)))
+    raw[-80] ^= 0x01  # a byte inside the body
+    with pytest.raises(RejectedMessage) as exc:
+        codec.decode(bytes(raw), swarm=SWARM)
+    assert exc.value.reason in {"bad_signature", "malformed"}
+
+
+def test_update_signed_by_another_key_is_rejected() -> None:
+    obj = msgpack.unpackb(update_bytes(ident(1), np.ones(4, np.float32)), raw=False)
+    obj["s"] = ident(2).peer_id_bytes  # claim to be someone else
+    with pytest.raises(RejectedMessage, match="bad_signature"):
+        codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM)
+
+
+def test_unsigned_message_is_rejected_when_signatures_are_required() -> None:
+    raw = update_bytes(ident(1), np.ones(4, np.float32), sign=False)
+    with pytest.raises(RejectedMessage, match="bad_signature"):
+        codec.decode(raw, swarm=SWARM)
+    assert codec.decode(raw, swarm=SWARM, verify_signature=False).round == 0
+
+
+def test_oversize_is_rejected_before_unpacking() -> None:
+    raw = update_bytes(ident(1), np.zeros(1000, np.float32))
+    with pytest.raises(RejectedMessage, match="oversize"):
+        codec.decode(raw, swarm=SWARM, limits=codec.Limits(max_message=1000))
+
+
+def test_element_count_limit_checked_before_allocation() -> None:
+    raw = update_bytes(ident(1), np.zeros(100, np.float32))
+    with pytest.raises(RejectedMessage, match="oversize"):
+        codec.decode(raw, swarm=SWARM, limits=codec.Limits(max_elements=10))
+
+
+def test_byte_length_must_match_dtype_and_shape() -> None:
+    obj = msgpack.unpackb(update_bytes(ident(1), np.ones(4, np.float32), sign=False), raw=False)
+    body = msgpack.unpackb(obj["b"], raw=False)
+    body["sh"] = [1_000_000]
+    obj["b"] = msgpack.packb(body, use_bin_type=True)
+    with pytest.raises(RejectedMessage, match="bad_tensor"):
+        codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM, verify_signature=False)
+
+
+def test_wrong_swarm_and_version_are_named() -> None:
+    raw = update_bytes(ident(1), np.ones(4, np.float32), swarm="other")
+    with pytest.raises(RejectedMessage, match="wrong_swarm"):
+        codec.decode(raw, swarm=SWARM)
+    obj = msgpack.unpackb(raw, raw=False)
+    obj["v"] = 99
+    with pytest.raises(RejectedMessage, match="unknown_version"):
+        codec.decode(msgpack.packb(obj, use_bin_type=True))
+
+
+def test_digest_is_domain_separated_by_kind() -> None:
+    a = codec.digest(Kind.UPDATE, "s", b"x", 1, 2, b"body")
+    b = codec.digest(Kind.GLOBAL, "s", b"x", 1, 2, b"body")
+    assert a != b
+    # length prefixes keep (swarm, sender) boundaries unambiguous
+    assert codec.digest(Kind.UPDATE, "ab", b"c", 1, 2, b"") != codec.digest(
+        Kind.UPDATE, "a", b"bc", 1, 2, b""
+    )
