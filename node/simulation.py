@@ -29,7 +29,7 @@ import torch
 from rumor import aggregation
 from rumor.aggregation.layout import Layout
 from rumor.node.data import load_dataset, split_indices
-from rumor.node.models import init_params, param_layout_for
+from rumor.node.models import init_params
 from rumor.node.results import RoundMetrics
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
@@ -127,6 +127,8 @@ class Simulation:
         labels = self.dataset.y_train.numpy()
         self.indices = split_indices(labels, n, cfg.split, cfg.seed)
         self.num_samples = [len(ix) for ix in self.indices]
+        if cfg.aggregator == FEDAVG:
+            self.indices.append(np.zeros(0, dtype=np.int64))  # the server holds no data
         if self.fedavg:
             # Peers 0..n-1 are clients; peer n is the server at the hub of a star.
             self.graph_edges = [(i, n) for i in range(n)]
@@ -135,22 +137,24 @@ class Simulation:
             g = build_topology(cfg.topology, n, cfg.seed)
             self.graph_edges = sorted((min(a, b), max(a, b)) for a, b in g.edges())
             self.total = n
+        shape, ncls = self.dataset.input_shape, self.dataset.num_classes
         self.trainer = BatchedTrainer(
             cfg.model,
+            shape,
+            ncls,
             self.dataset,
             lr=cfg.lr,
             batch_size=cfg.batch_size,
             local_epochs=cfg.local_epochs,
             momentum=cfg.momentum,
         )
-        shape, ncls = self.dataset.input_shape, self.dataset.num_classes
         rows = []
         for i in range(self.total):
             s = cfg.seed if cfg.init == "same" else cfg.seed * 100_003 + i
             rows.append(init_params(cfg.model, shape, ncls, s))
         self.params = torch.stack(rows)
         self.d = self.params.shape[1]
-        self.layout: Layout = param_layout_for(cfg.model, shape, ncls)
+        self.layout: Layout = self.trainer.layout
         self.rule = None if self.fedavg else aggregation.get(cfg.aggregator)
         self.net = SimNetwork(LinkModel(cfg.latency, cfg.loss), cfg.seed)
         self.ids = [peer_identity(cfg.seed, i) for i in range(self.total)]
@@ -277,14 +281,15 @@ class Simulation:
         return TrainingDone(self._training.pop(i), vec, self.num_samples[i], now)
 
     def _train_pending(self) -> None:
-        rows = sorted(p for p in self._training if p not in self._trained)
-        seeds = [self.config.seed * 1_000_003 + p * 10_007 + self._training[p] for p in rows]
-        out = self.trainer.train(
-            self.params[rows], [self.indices[p] for p in rows], seeds=seeds
-        )
-        for k, p in enumerate(rows):
-            self.params[p] = out[k]
-            self._trained[p] = out[k].numpy().copy()
+        pending = sorted(p for p in self._training if p not in self._trained)
+        for r in sorted({self._training[p] for p in pending}):
+            rows = [p for p in pending if self._training[p] == r]
+            out = self.trainer.train(
+                self.params, self.indices, seed=self.config.seed, round=r, rows=rows
+            )
+            for k, p in enumerate(rows):
+                self.params[p] = out[k]
+                self._trained[p] = out[k].numpy().copy()
 
     def _merge(self, i: int, c: Merge) -> None:
         if self.fedavg:  # server: sample-weighted mean of the clients' models

@@ -40,17 +40,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+
 import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from torch import nn
-from torch.func import functional_call, grad, vmap
-
 from rumor.aggregation.layout import Layout
 from rumor.node.data.datasets import Dataset
 from rumor.node.models import build_model, flatten_params, param_layout, unflatten_into
 from rumor.protocols.errors import ConfigError
+from torch import nn
+from torch.func import functional_call, grad, vmap
 
 LabelMap = Sequence[int] | Mapping[int, int] | torch.Tensor
 IndexList = Sequence[int] | npt.NDArray[np.integer]
@@ -65,14 +65,19 @@ def batch_schedule(
     indices: IndexList, steps: int, batch_size: int, rng: np.random.Generator
 ) -> npt.NDArray[np.int64]:
     """``(steps, batch_size)`` dataset indices: consecutive slices of a stream of fresh
-    permutations of ``indices`` (without replacement within each pass)."""
+    permutations of ``indices`` (without replacement within each pass).
+
+    The stream is ``rng.permuted(np.tile(indices, (passes, 1)), axis=1).reshape(-1)``
+    with ``passes = ceil(steps * batch_size / len(indices))``.
+    """
     idx = np.asarray(indices, dtype=np.int64)
     n = len(idx)
     if n == 0:
         raise ValueError("cannot draw batches from an empty index list")
     need = steps * batch_size
     passes = -(-need // n)
-    stream = np.concatenate([idx[rng.permutation(n)] for _ in range(passes)])
+    # row j of the tile is pass j; permuted(axis=1) shuffles each row independently
+    stream = rng.permuted(np.tile(idx, (passes, 1)), axis=1).reshape(-1)
     return stream[:need].reshape(steps, batch_size)
 
 

@@ -23,15 +23,22 @@ Spec forms (case-insensitive kind, ``:``-separated parameters)::
                       each edge rewired with probability P; connected
 
 "Connected" models (regular, er, ws, rgg) are conditioned on connectivity by
-rejection: draw ``attempt = 0`` uses ``seed`` itself (so it equals the plain
-networkx generator called with that seed); draw ``a >= 1`` uses
-``derived_seed(seed, a)`` (a numpy SeedSequence of ``(seed, a)``, so attempts of
-neighbouring seeds never coincide). The first connected draw is kept; after
-``MAX_ATTEMPTS`` draws a ConfigError says the parameters are too sparse.
+rejection: draw ``attempt = 0`` uses ``seed`` itself (for regular, er, ws and ba
+it equals the networkx generator called with that seed: ``random_regular_graph``,
+``fast_gnp_random_graph``, ``watts_strogatz_graph``, ``barabasi_albert_graph``);
+draw ``a >= 1`` uses ``derived_seed(seed, a)`` (a numpy SeedSequence of
+``(seed, a)``, so attempts of neighbouring seeds never coincide). The first
+connected draw is kept; after ``MAX_ATTEMPTS`` draws a ConfigError says the
+parameters are too sparse (rgg reconnects instead, see below).
 
 ``regular:2`` is drawn directly as a uniformly random Hamiltonian cycle (a random
 relabelling of the ring): that is exactly the uniform 2-regular graph conditioned
-on being connected, which rejection would reach only with probability ~sqrt(pi/2n).
+on being connected, which rejection would reach less and less often as n grows
+(the probability decays like 1/sqrt(n)).
+
+``rgg`` points are ``numpy.random.default_rng(seed').random((n, 2))`` for the draw's
+seed'; pairs at distance <= R are found with a KD-tree (10,000 peers: about half a
+second a draw); nodes carry ``pos = [x, y]`` as in networkx.
 
 ``rgg`` degree cap (``maxdeg=D``): edges are visited from the longest to the
 shortest (ties by node ids) and an edge is dropped while either endpoint still has
@@ -40,8 +47,8 @@ capped graph is what must be connected for a draw to be accepted. If none of
 ``RGG_ATTEMPTS`` draws is connected, draw 0 is kept and reconnected with bridging
 edges: repeatedly, the smallest component (ties: lowest node id) is joined to the
 rest by the shortest edge whose endpoints are both below the cap, or by the
-shortest edge at all when no such pair exists (then the cap can be exceeded by
-one, only where it must be to stay connected). ``G.graph["bridges"]`` counts them.
+shortest edge at all when no such pair exists (then the cap is exceeded, only
+where no bridge below it exists). ``G.graph["bridges"]`` counts them.
 
 ``file:PATH`` graphs are read by rumor.scripts (this package does no I/O); they
 come in here through ``graph_from_edges(edges, n)``.
@@ -58,7 +65,10 @@ from typing import Any, TypeVar
 import networkx as nx
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 from rumor.protocols.errors import ConfigError
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -365,70 +375,85 @@ def _ws(label: str, k: int, p: float, n: int, seed: int) -> tuple[nx.Graph, int]
 
 
 def _rgg(radius: float, max_degree: int | None, n: int, seed: int) -> tuple[nx.Graph, int, int]:
-    first: nx.Graph | None = None
+    first: tuple[npt.NDArray[np.float64], list[tuple[int, int]]] | None = None
     for attempt in range(RGG_ATTEMPTS):
-        graph = nx.random_geometric_graph(n, radius, seed=derived_seed(seed, attempt))
-        if max_degree is not None:
-            _cap_degrees(graph, max_degree)
-        if nx.is_connected(graph):
-            return graph, attempt, 0
+        pos = np.random.default_rng(derived_seed(seed, attempt)).random((n, 2))
+        pairs = cKDTree(pos).query_pairs(radius, output_type="ndarray")
+        edges = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        edges = edges[np.lexsort((edges[:, 1], edges[:, 0]))]
+        kept = _cap_degrees(pos, edges, max_degree)
+        if _components(n, kept)[0] == 1:
+            return _geometric_graph(pos, kept), attempt, 0
         if first is None:
-            first = graph
+            first = (pos, kept)
     assert first is not None
-    return first, 0, _bridge(first, max_degree)
+    pos, kept = first
+    bridges = _bridges(pos, kept, max_degree)
+    return _geometric_graph(pos, kept + bridges), 0, len(bridges)
 
 
-def _positions(graph: nx.Graph) -> npt.NDArray[np.float64]:
-    n = graph.number_of_nodes()
-    return np.array([graph.nodes[i]["pos"] for i in range(n)], dtype=np.float64).reshape(n, 2)
+def _geometric_graph(pos: npt.NDArray[np.float64], edges: list[tuple[int, int]]) -> nx.Graph:
+    graph = nx.Graph()
+    graph.add_nodes_from((i, {"pos": [float(x), float(y)]}) for i, (x, y) in enumerate(pos))
+    graph.add_edges_from(edges)
+    return graph
 
 
-def _cap_degrees(graph: nx.Graph, cap: int) -> None:
-    """Drop edges longest first while an endpoint has degree > cap (in place)."""
-    pos = _positions(graph)
-    n = graph.number_of_nodes()
-    edges = np.array([(min(u, v), max(u, v)) for u, v in graph.edges()], dtype=np.int64).reshape(
-        -1, 2
-    )
+def _components(n: int, edges: list[tuple[int, int]]) -> tuple[int, npt.NDArray[np.int32]]:
+    pairs = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    adj = sp.coo_array((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    count, labels = connected_components(adj.tocsr(), directed=False)
+    return int(count), np.asarray(labels, dtype=np.int32)
+
+
+def _cap_degrees(
+    pos: npt.NDArray[np.float64], edges: npt.NDArray[np.int64], cap: int | None
+) -> list[tuple[int, int]]:
+    """Edges kept after dropping longest first while an endpoint has degree > cap."""
+    pairs: list[tuple[int, int]] = [(int(u), int(v)) for u, v in edges.tolist()]
+    if cap is None:
+        return pairs
+    n = pos.shape[0]
     length = np.linalg.norm(pos[edges[:, 0]] - pos[edges[:, 1]], axis=1)
-    order = np.lexsort((edges[:, 1], edges[:, 0], -length))
-    degree = np.bincount(edges.ravel(), minlength=n)
-    drop: list[tuple[int, int]] = []
-    for u, v in edges[order].tolist():
+    order = np.lexsort((edges[:, 1], edges[:, 0], -length)).tolist()
+    degree = np.bincount(edges.ravel(), minlength=n).tolist()
+    dropped = [False] * len(pairs)
+    for index in order:
+        u, v = pairs[index]
         if degree[u] > cap or degree[v] > cap:
             degree[u] -= 1
             degree[v] -= 1
-            drop.append((u, v))
-    graph.remove_edges_from(drop)
+            dropped[index] = True
+    return [pair for pair, gone in zip(pairs, dropped, strict=True) if not gone]
 
 
-def _bridge(graph: nx.Graph, cap: int | None) -> int:
-    """Join components by shortest edges until connected (in place); returns how many."""
-    n = graph.number_of_nodes()
-    pos = _positions(graph)
+def _bridges(
+    pos: npt.NDArray[np.float64], edges: list[tuple[int, int]], cap: int | None
+) -> list[tuple[int, int]]:
+    """Shortest edges joining the components, smallest component first."""
+    n = pos.shape[0]
+    _, labels = _components(n, edges)
     label = np.empty(n, dtype=np.int64)
     members: dict[int, list[int]] = {}
-    for component in nx.connected_components(graph):
-        nodes = sorted(component)
-        label[nodes] = nodes[0]
-        members[nodes[0]] = nodes
-    degree = np.array([graph.degree(i) for i in range(n)], dtype=np.int64)
-    added = 0
+    for node, comp in enumerate(labels.tolist()):
+        members.setdefault(comp, []).append(node)
+    members = {nodes[0]: nodes for nodes in members.values()}
+    for root, nodes in members.items():
+        label[nodes] = root
+    pairs = np.array(edges, dtype=np.int64).reshape(-1, 2)
+    degree = np.bincount(pairs.ravel(), minlength=n).astype(np.int64)
+    added: list[tuple[int, int]] = []
     while len(members) > 1:
         root = min(members, key=lambda r: (len(members[r]), r))
         inside = np.array(members[root], dtype=np.int64)
-        outside = label != root
-        best = _nearest_pair(pos, inside, outside, degree, cap)
-        u, v = best
-        graph.add_edge(u, v)
+        u, v = _nearest_pair(pos, inside, label != root, degree, cap)
         degree[u] += 1
         degree[v] += 1
-        added += 1
+        added.append((min(u, v), max(u, v)))
         other = int(label[v])
         keep, gone = (other, root) if len(members[other]) >= len(members[root]) else (root, other)
         label[members[gone]] = keep
         members[keep].extend(members.pop(gone))
-        members[keep].sort()
     return added
 
 

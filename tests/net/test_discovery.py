@@ -1,0 +1,168 @@
+"""Real libp2p on loopback: peers find each other through the Kademlia DHT.
+
+A bootstrap node (DHT only, not a swarm member) and three peers that know only the
+bootstrap's address. Every wait is a condition with a deadline; the module stays well
+under a minute.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from rumor.node.transport.base import PeerConnected, PeerDisconnected, Received
+from rumor.node.transport.libp2p import Libp2pTransport
+from rumor.protocols.errors import TransportError
+from rumor.protocols.identity import Identity
+
+pytestmark = pytest.mark.net
+
+SWARM = "test-discovery"
+DEADLINE = 20.0
+
+
+class Watched:
+    """A transport plus a task that tracks which members it currently sees."""
+
+    def __init__(self, transport: Libp2pTransport) -> None:
+        self.transport = transport
+        self.live: set[str] = set()
+        self.received: list[Received] = []
+        self.changed = asyncio.Event()
+        self.task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        while True:
+            try:
+                event = await self.transport.next_event()
+            except TransportError:
+                return
+            if isinstance(event, PeerConnected):
+                self.live.add(event.peer)
+            elif isinstance(event, PeerDisconnected):
+                self.live.discard(event.peer)
+            else:
+                self.received.append(event)
+            self.changed.set()
+
+    async def close(self) -> None:
+        await self.transport.close()
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+async def wait_until(watched: list[Watched], cond: object, deadline: float) -> None:
+    """Await ``cond()`` becoming true, re-checking whenever an event arrives."""
+    assert callable(cond)
+    async with asyncio.timeout(deadline):
+        while not cond():
+            waiters = [asyncio.create_task(w.changed.wait()) for w in watched]
+            try:
+                await asyncio.wait(waiters, timeout=0.5, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+            for w in watched:
+                w.changed.clear()
+
+
+def peer(identity: Identity, bootstrap: list[str]) -> Libp2pTransport:
+    return Libp2pTransport(
+        identity,
+        swarm=SWARM,
+        bootstrap=bootstrap,
+        discovery_interval=1.0,
+        join_stagger=0.5,
+    )
+
+
+@pytest.fixture
+async def mesh() -> AsyncIterator[tuple[Libp2pTransport, list[Identity], list[Watched]]]:
+    boot = Libp2pTransport(
+        Identity.from_seed(b"\xb0" * 32), swarm=SWARM, announce=False, discovery_interval=None
+    )
+    await boot.start()
+    identities = [Identity.from_seed(bytes([0xA0 + i]) * 32) for i in range(3)]
+    watched: list[Watched] = []
+    try:
+        for identity in identities:
+            transport = peer(identity, boot.listen_addrs())
+            await transport.start()
+            watched.append(Watched(transport))
+        yield boot, identities, watched
+    finally:
+        for w in watched:
+            await w.close()
+        await boot.close()
+
+
+@pytest.mark.timeout(60)
+async def test_peers_knowing_only_the_bootstrap_find_each_other(
+    mesh: tuple[Libp2pTransport, list[Identity], list[Watched]],
+) -> None:
+    boot, _, watched = mesh
+    ids = {w.transport.local_id for w in watched}
+    await wait_until(watched, lambda: all(len(w.live) >= 2 for w in watched), DEADLINE)
+    for w in watched:
+        assert w.live == ids - {w.transport.local_id}
+        assert boot.local_id not in w.live  # the bootstrap is not a swarm member
+    # and the discovered members are usable
+    first, second = watched[0], watched[1]
+    await first.transport.send(second.transport.local_id, b"found you")
+    await wait_until(watched, lambda: any(r.data == b"found you" for r in second.received), 10)
+    found = await first.transport.discover_once()
+    assert set(found) == ids - {first.transport.local_id}
+
+
+@pytest.mark.timeout(60)
+async def test_a_restarted_peer_on_a_new_port_is_reached_again(
+    mesh: tuple[Libp2pTransport, list[Identity], list[Watched]],
+) -> None:
+    boot, identities, watched = mesh
+    await wait_until(watched, lambda: all(len(w.live) >= 2 for w in watched), DEADLINE)
+    victim = watched.pop()
+    victim_id = victim.transport.local_id
+    old_addrs = victim.transport.listen_addrs()
+    await victim.close()
+    await wait_until(watched, lambda: all(victim_id not in w.live for w in watched), DEADLINE)
+
+    reborn = Watched(peer(identities[-1], boot.listen_addrs()))
+    watched.append(reborn)
+    await reborn.transport.start()
+    assert reborn.transport.local_id == victim_id
+    assert reborn.transport.listen_addrs() != old_addrs  # port 0: a new port
+    started = time.monotonic()
+    await wait_until(watched, lambda: all(victim_id in w.live for w in watched[:2]), DEADLINE)
+    assert time.monotonic() - started < DEADLINE
+    for w in watched[:2]:
+        await w.transport.send(victim_id, b"welcome back from " + w.transport.local_id.encode())
+    await wait_until(watched, lambda: len(reborn.received) >= 2, 10)
+
+
+@pytest.mark.timeout(60)
+async def test_connect_with_fresh_addresses_beats_stale_ones_and_dial_backoff(
+    mesh: tuple[Libp2pTransport, list[Identity], list[Watched]],
+) -> None:
+    _, identities, watched = mesh
+    await wait_until(watched, lambda: all(len(w.live) >= 2 for w in watched), DEADLINE)
+    first = watched[0]
+    victim = watched.pop()
+    victim_id = victim.transport.local_id
+    await victim.close()
+    await wait_until(watched, lambda: victim_id not in first.live, DEADLINE)
+    # Dialing the dead address fails and puts the peer in libp2p's negative dial cache.
+    with pytest.raises(TransportError):
+        await first.transport.send(victim_id, b"anyone?")
+
+    # Back on a new port, silent: no bootstrap, no discovery. Only connect() can help.
+    reborn = Watched(Libp2pTransport(identities[-1], swarm=SWARM, discovery_interval=None))
+    watched.append(reborn)
+    await reborn.transport.start()
+    await first.transport.connect(victim_id, reborn.transport.listen_addrs())
+    await wait_until(watched, lambda: victim_id in first.live, DEADLINE)
+    await first.transport.send(victim_id, b"there you are")
+    await wait_until(watched, lambda: any(r.data == b"there you are" for r in reborn.received), 10)
