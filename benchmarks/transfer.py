@@ -38,6 +38,7 @@ from libp2p.network.config import ConnectionConfig
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from multiaddr import Multiaddr
+
 from rumor.node.transport.base import Received
 from rumor.node.transport.libp2p import Libp2pTransport, encode_frame_header
 from rumor.protocols.identity import Identity

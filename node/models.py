@@ -22,9 +22,10 @@ import math
 from collections.abc import Sequence
 
 import torch
+from torch import nn
+
 from rumor.aggregation.layout import LayerSlice, Layout
 from rumor.protocols.errors import ConfigError
-from torch import nn
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "lenet5", "cnn")
 

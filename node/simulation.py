@@ -29,6 +29,7 @@ import torch
 from rumor import aggregation
 from rumor.aggregation.layout import Layout
 from rumor.node.data import load_dataset, split_indices
+from rumor.node.merging import FEDAVG, merge_updates, resolve_rule
 from rumor.node.models import init_params
 from rumor.node.results import RoundMetrics
 from rumor.node.simnet import LinkModel, SimNetwork
@@ -54,8 +55,6 @@ from rumor.protocols.identity import Identity
 from rumor.protocols.peer import Peer, PeerConfig, Role
 from rumor.protocols.validation import ValidationConfig
 from rumor.topology import build_topology
-
-FEDAVG = "fedavg"
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ class Simulation:
         self.params = torch.stack(rows)
         self.d = self.params.shape[1]
         self.layout: Layout = self.trainer.layout
-        self.rule = None if self.fedavg else aggregation.get(cfg.aggregator)
+        self.rule = resolve_rule(cfg.aggregator)
         self.net = SimNetwork(LinkModel(cfg.latency, cfg.loss), cfg.seed)
         self.ids = [peer_identity(cfg.seed, i) for i in range(self.total)]
         self.index_of = {ident.peer_id: i for i, ident in enumerate(self.ids)}
@@ -219,10 +218,9 @@ class Simulation:
                 self._feed(i, MessageReceived(self.ids[src].peer_id, data, now))
             elif item.kind == "trained":
                 self._feed(i, self._training_done(i, now))
-            elif item.kind == "tick":
-                if self._tick_at.get(i) == item.time:
-                    del self._tick_at[i]
-                    self._feed(i, Tick(now))
+            elif item.kind == "tick" and self._tick_at.get(i) == item.time:
+                del self._tick_at[i]
+                self._feed(i, Tick(now))
         return self.metrics
 
     def reject_counts(self) -> dict[str, int]:
@@ -292,22 +290,15 @@ class Simulation:
                 self._trained[p] = out[k].numpy().copy()
 
     def _merge(self, i: int, c: Merge) -> None:
-        if self.fedavg:  # server: sample-weighted mean of the clients' models
-            if c.updates:
-                w = torch.tensor([float(max(u.num_samples, 1)) for u in c.updates])
-                stack = torch.from_numpy(np.stack([u.vector for u in c.updates]))
-                self.params[i] = (w[:, None] * stack).sum(0) / w.sum()
-            return
-        assert self.rule is not None
-        own = self.params[i]
-        if c.updates:
-            stack = torch.from_numpy(np.stack([u.vector for u in c.updates]).astype(np.float32))
-        else:
-            stack = own.new_zeros((0, self.d))
-        params = dict(self.config.rule_params)
-        if "variance" in self.config.aggregator or self.config.aggregator.startswith("vc:"):
-            params.setdefault("layout", self.layout)
-        self.params[i] = self.rule(stack, own=own.clone(), f=self.config.f, **params)
+        self.params[i] = merge_updates(
+            self.config.aggregator,
+            self.rule,
+            self.params[i],
+            c.updates,
+            f=self.config.f,
+            layout=self.layout,
+            params=self.config.rule_params,
+        )
         self._record(i, c.round)
 
     def _record(self, i: int, round_: int) -> None:

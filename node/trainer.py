@@ -45,12 +45,13 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, grad, vmap
+
 from rumor.aggregation.layout import Layout
 from rumor.node.data.datasets import Dataset
 from rumor.node.models import build_model, flatten_params, param_layout, unflatten_into
 from rumor.protocols.errors import ConfigError
-from torch import nn
-from torch.func import functional_call, grad, vmap
 
 LabelMap = Sequence[int] | Mapping[int, int] | torch.Tensor
 IndexList = Sequence[int] | npt.NDArray[np.integer]
@@ -166,7 +167,8 @@ class BatchedTrainer:
             out: torch.Tensor = functional_call(module, params, (x,))
             return out
 
-        self._grads: Callable[..., dict[str, torch.Tensor]] = vmap(grad(loss))
+        self._grad1: Callable[..., dict[str, torch.Tensor]] = grad(loss)
+        self._grads: Callable[..., dict[str, torch.Tensor]] = vmap(self._grad1)
         self._logits: Callable[..., torch.Tensor] = vmap(logits, in_dims=(0, None))
 
     # -- parameters ---------------------------------------------------------------
@@ -258,7 +260,12 @@ class BatchedTrainer:
                 if maps is not None:
                     yb = torch.gather(maps, 1, yb)
                 with torch.enable_grad():
-                    g = self._grads(self._views(w), xb, yb)
+                    if b == 1:  # one row (train_one): plain grad, half vmap's overhead
+                        views = {k: v[0] for k, v in self._views(w).items()}
+                        g1 = self._grad1(views, xb[0], yb[0])
+                        g = {k: v.unsqueeze(0) for k, v in g1.items()}
+                    else:
+                        g = self._grads(self._views(w), xb, yb)
                 step = torch.cat([g[sl.name].reshape(b, -1) for sl in self.layout], dim=1)
                 if self.weight_decay:
                     step.add_(w, alpha=self.weight_decay)

@@ -215,7 +215,7 @@ def _decode_model_body(body_bytes: bytes, limits: Limits) -> ModelBody:
     if dtype not in ALLOWED_DTYPES:
         raise RejectedMessage("bad_tensor", f"dtype {dtype[:16]!r} not allowed")
     if len(shape_list) > _MAX_DIMS or not all(
-        isinstance(s, int) and not isinstance(s, bool) and 0 <= s for s in shape_list
+        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape_list
     ):
         raise RejectedMessage("bad_tensor", "bad shape")
     shape = tuple(shape_list)

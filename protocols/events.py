@@ -19,10 +19,16 @@ Vector = NDArray[np.floating]
 # ----------------------------------------------------------------- events in
 @dataclass(frozen=True)
 class Start:
-    """Begin (or resume from a checkpoint) at ``round``."""
+    """Begin (or resume from a checkpoint) at ``round``.
+
+    ``seq`` is where the message sequence counter starts: a restarted peer passes a
+    value above anything it sent before (the runtime uses wall-clock microseconds),
+    so receivers do not mistake its new messages for replays.
+    """
 
     now: float
     round: int = 0
+    seq: int = 0
 
 
 @dataclass(frozen=True)

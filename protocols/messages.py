@@ -9,7 +9,7 @@ TensorPayload: raw little-endian bytes plus dtype and shape, never pickle.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,7 +20,7 @@ WIRE_VERSION = 1
 ALLOWED_DTYPES: frozenset[str] = frozenset({"<f4", "<f2", "<f8"})
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """What a message carries; the string is its wire value and its signing domain."""
 
     UPDATE = "update"  # a peer's model after local training (gossip)

@@ -51,13 +51,13 @@ from rumor.protocols.messages import Kind, ModelBody, TensorPayload
 from rumor.protocols.validation import ValidationConfig, Validator
 
 
-class Role(str, enum.Enum):
+class Role(enum.StrEnum):
     GOSSIP = "gossip"
     SERVER = "server"  # FedAvg server: no training, merges and broadcasts
     CLIENT = "client"  # FedAvg client: trains, sends to the server, adopts GLOBAL
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     IDLE = "idle"
     TRAINING = "training"
     COLLECTING = "collecting"
@@ -132,6 +132,7 @@ class Peer:
     # ------------------------------------------------------------- handlers
     def _on_start(self, ev: Start) -> list[Command]:
         self.round = ev.round
+        self._seq = max(self._seq, ev.seq)
         if self.config.rounds is not None and self.round >= self.config.rounds:
             self.phase = Phase.DONE
             return [Finished(self.round)]

@@ -13,7 +13,7 @@ a later honest one.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -52,7 +52,7 @@ class ValidationConfig:
     flood_rate: float = 20.0
     flood_burst: float = 40.0
     max_tracked_senders: int = 10_000
-    limits: Limits = Limits()
+    limits: Limits = field(default_factory=Limits)
 
 
 class _Buckets:

@@ -66,9 +66,10 @@ import networkx as nx
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
-from rumor.protocols.errors import ConfigError
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
+
+from rumor.protocols.errors import ConfigError
 
 __all__ = [
     "MAX_ATTEMPTS",

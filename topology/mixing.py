@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+
 from rumor.protocols.errors import ConfigError
 
 __all__ = [

@@ -34,6 +34,7 @@ from typing import Literal, TypedDict
 
 import networkx as nx
 import numpy as np
+
 from rumor.protocols.errors import ConfigError
 
 __all__ = [

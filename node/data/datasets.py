@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
+
 from rumor.protocols.errors import ConfigError, DatasetMissing
 
 log = logging.getLogger(__name__)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+
 from rumor.protocols.errors import ConfigError, DatasetMissing
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")

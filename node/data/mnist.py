@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from rumor.protocols.errors import ConfigError, DatasetMissing
 
 log = logging.getLogger(__name__)

@@ -30,6 +30,7 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+
 from rumor.protocols.errors import ConfigError
 
 SplitKind = Literal["iid", "dirichlet", "shards"]

@@ -72,6 +72,7 @@ import contextlib
 import hashlib
 import logging
 import random
+import socket
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
+
 from rumor.node.transport.base import (
     DEFAULT_MAX_MESSAGE,
     PeerConnected,
@@ -184,6 +186,33 @@ def _split_p2p(addr: str) -> tuple[Multiaddr, str | None]:
         maddr = maddr.decapsulate(Multiaddr(f"/p2p/{pid}"))
         return maddr, str(pid)
     return maddr, None
+
+
+def _check_port_free(maddr: Multiaddr) -> None:
+    """Raise TransportError when a fixed TCP listen port is already taken.
+
+    py-libp2p 0.8.1 listens with SO_REUSEPORT (for hole punching), so a second host on a
+    busy port starts "fine" and the kernel then splits incoming dials between the two.
+    A plain bind (no SO_REUSEPORT) fails on such a port, which is what we want.
+    """
+    protos = {p.name for p in maddr.protocols()}
+    if "tcp" not in protos:
+        return
+    port = int(maddr.value_for_protocol("tcp"))
+    if port == 0:
+        return
+    if "ip6" in protos:
+        family, host = socket.AF_INET6, str(maddr.value_for_protocol("ip6"))
+    elif "ip4" in protos:
+        family, host = socket.AF_INET, str(maddr.value_for_protocol("ip4"))
+    else:
+        return
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise TransportError(f"cannot listen on {maddr}: {exc.strerror}") from None
 
 
 def _parse_peer(peer: PeerId) -> Any:
@@ -337,6 +366,8 @@ class Libp2pTransport:
             raise TransportError("transport is closed")
         if self._thread is not None:
             return
+        for maddr in self._listen:
+            _check_port_free(maddr)
         self._loop = asyncio.get_running_loop()
         self._started_fut = self._loop.create_future()
         self._exited_fut = self._loop.create_future()

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator
 
 import pytest
+
 from rumor.node.transport.base import PeerConnected, PeerDisconnected, Received
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import TransportError
@@ -166,3 +167,21 @@ async def test_connect_with_fresh_addresses_beats_stale_ones_and_dial_backoff(
     await wait_until(watched, lambda: victim_id in first.live, DEADLINE)
     await first.transport.send(victim_id, b"there you are")
     await wait_until(watched, lambda: any(r.data == b"there you are" for r in reborn.received), 10)
+
+
+@pytest.mark.timeout(30)
+async def test_a_busy_fixed_port_is_refused_despite_so_reuseport() -> None:
+    first = Libp2pTransport(Identity.from_seed(b"\xc0" * 32), discovery_interval=None)
+    await first.start()
+    try:
+        port = first.listen_addrs()[0].split("/")[4]
+        second = Libp2pTransport(
+            Identity.from_seed(b"\xc1" * 32),
+            listen=[f"/ip4/127.0.0.1/tcp/{port}"],
+            discovery_interval=None,
+        )
+        with pytest.raises(TransportError, match="cannot listen"):
+            await second.start()
+        await second.close()
+    finally:
+        await first.close()

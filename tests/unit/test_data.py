@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from rumor.node.data import (
     DATASET_NAMES,
     Dataset,

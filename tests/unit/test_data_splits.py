@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from rumor.node.data import SplitSpec, parse_split, split_indices
 from rumor.protocols.errors import ConfigError
 

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 import torch
+
 from rumor.node.models import (
     MODEL_NAMES,
     build_model,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
 from rumor.node.data import Dataset, load_dataset, split_indices
 from rumor.node.models import build_model, flatten_params, init_params, unflatten_into
 from rumor.node.trainer import (

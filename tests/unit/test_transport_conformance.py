@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
+
 from rumor.node.transport.base import (
     PeerConnected,
     PeerDisconnected,

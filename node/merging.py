@@ -1,0 +1,53 @@
+"""One merge step, shared by the simulator and the real node so they cannot drift.
+
+FedAvg server: x = Σ_j n_j u_j / Σ_j n_j over the clients' updates (n_j = sample
+counts; own model not included). Any other rule: ``rule(stack(updates), own=own, f=f,
+**params)`` from rumor.aggregation, with ``layout=`` added for rules that act per
+weight tensor (variance correction). No updates -> own unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from rumor import aggregation
+from rumor.aggregation.layout import Layout
+from rumor.protocols.events import ReceivedUpdate
+
+FEDAVG = "fedavg"
+
+
+def needs_layout(name: str) -> bool:
+    return name.startswith("variance") or name.startswith("vc:")
+
+
+def resolve_rule(name: str) -> aggregation.Rule | None:
+    """The registered rule, or None for FedAvg (handled here)."""
+    return None if name == FEDAVG else aggregation.get(name)
+
+
+def merge_updates(
+    name: str,
+    rule: aggregation.Rule | None,
+    own: torch.Tensor,
+    updates: Sequence[ReceivedUpdate],
+    *,
+    f: int,
+    layout: Layout,
+    params: dict[str, Any] | None = None,
+) -> torch.Tensor:
+    """The merged model vector (a new tensor; ``own`` is not modified)."""
+    if not updates:
+        return own.clone()
+    stack = torch.from_numpy(np.stack([u.vector for u in updates]).astype(np.float32))
+    if rule is None:
+        w = torch.tensor([float(max(u.num_samples, 1)) for u in updates])
+        return (w[:, None] * stack).sum(0) / w.sum()
+    kw = dict(params or {})
+    if needs_layout(name):
+        kw.setdefault("layout", layout)
+    return rule(stack, own=own.clone(), f=f, **kw)
