@@ -230,6 +230,7 @@ def save_cache(
                 x_test=x_test,
                 y_test=np.asarray(y_test, dtype=np.int64),
             )
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a data cache is not secret
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

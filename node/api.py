@@ -1,0 +1,95 @@
+"""Each real peer's HTTP API (aiohttp, loopback by default).
+
+GET /status    JSON: peer_id, listen_addrs, round, phase, neighbours, last_accuracy,
+               rejects by reason, messages/bytes sent, timeouts
+GET /peers     JSON: {"peers": [PeerID, ...]} (current neighbours)
+GET /topology  JSON: this peer's view, {"nodes": [...], "edges": [[a, b], ...]}
+GET /metrics   Prometheus text format (rumor_round, rumor_accuracy, rumor_neighbours,
+               rumor_rejects_total{reason=...}, rumor_bytes_sent_total, ...)
+GET /history   JSON: one record per completed round
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from rumor.node.runtime import NodeRuntime
+from rumor.protocols.validation import REJECT_REASONS
+
+
+def _prom_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(rt: NodeRuntime) -> str:
+    """The /metrics body (text exposition format 0.0.4)."""
+    s = rt.status()
+    pid = _prom_label(s["peer_id"])
+    acc = s["last_accuracy"]
+    lines = [
+        "# HELP rumor_round Current round of this peer.",
+        "# TYPE rumor_round gauge",
+        f'rumor_round{{peer="{pid}"}} {s["round"]}',
+        "# HELP rumor_accuracy Test accuracy after the last merge.",
+        "# TYPE rumor_accuracy gauge",
+        f'rumor_accuracy{{peer="{pid}"}} {acc if acc is not None else "NaN"}',
+        "# HELP rumor_neighbours Current number of neighbours.",
+        "# TYPE rumor_neighbours gauge",
+        f'rumor_neighbours{{peer="{pid}"}} {len(s["neighbours"])}',
+        "# HELP rumor_messages_sent_total Messages sent.",
+        "# TYPE rumor_messages_sent_total counter",
+        f'rumor_messages_sent_total{{peer="{pid}"}} {s["messages_sent"]}',
+        "# HELP rumor_bytes_sent_total Bytes sent.",
+        "# TYPE rumor_bytes_sent_total counter",
+        f'rumor_bytes_sent_total{{peer="{pid}"}} {s["bytes_sent"]}',
+        "# HELP rumor_accepted_total Messages that passed validation.",
+        "# TYPE rumor_accepted_total counter",
+        f'rumor_accepted_total{{peer="{pid}"}} {s["accepted"]}',
+        "# HELP rumor_round_timeouts_total Rounds merged on timeout.",
+        "# TYPE rumor_round_timeouts_total counter",
+        f'rumor_round_timeouts_total{{peer="{pid}"}} {s["timeouts"]}',
+        "# HELP rumor_rejects_total Messages rejected, by reason.",
+        "# TYPE rumor_rejects_total counter",
+    ]
+    for reason in REJECT_REASONS:
+        lines.append(
+            f'rumor_rejects_total{{peer="{pid}",reason="{reason}"}} {s["rejects"].get(reason, 0)}'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def make_app(rt: NodeRuntime) -> web.Application:
+    async def status(_: web.Request) -> web.Response:
+        return web.json_response(rt.status())
+
+    async def peers(_: web.Request) -> web.Response:
+        return web.json_response({"peers": sorted(rt.peer.neighbours)})
+
+    async def topology(_: web.Request) -> web.Response:
+        me = rt.peer.peer_id
+        nbrs = sorted(rt.peer.neighbours)
+        return web.json_response({"nodes": [me, *nbrs], "edges": [[me, n] for n in nbrs]})
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(text=prometheus_text(rt), content_type="text/plain",
+                            headers={"X-Prometheus-Format": "0.0.4"})
+
+    async def history(_: web.Request) -> web.Response:
+        return web.json_response({"rounds": rt.history})
+
+    app = web.Application()
+    app.router.add_get("/status", status)
+    app.router.add_get("/peers", peers)
+    app.router.add_get("/topology", topology)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/history", history)
+    return app
+
+
+async def start_api(rt: NodeRuntime, host: str = "127.0.0.1", port: int = 0) -> web.AppRunner:
+    """Serve the API; returns the runner (``runner.addresses`` has the bound port)."""
+    runner = web.AppRunner(make_app(rt), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    return runner

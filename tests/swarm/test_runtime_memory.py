@@ -1,0 +1,96 @@
+"""The real asyncio runtime over MemoryTransport: the same Peer, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+
+from rumor.node.api import start_api
+from rumor.node.assembly import NodeConfig, build_runtime
+from rumor.node.checkpoint import load_checkpoint
+from rumor.node.identity import load_or_create_identity
+from rumor.node.transport.memory import MemoryHub, MemoryTransport
+from tests.helpers import ident, update_bytes
+
+CFG = NodeConfig(swarm="mem", rounds=3, round_timeout=5.0, shards=4, aggregator="mean")
+
+
+async def _mesh(hub: MemoryHub, n: int, tmp: Path, cfg: NodeConfig = CFG):
+    rts = []
+    for i in range(n):
+        me = ident(i)
+        tr = MemoryTransport(hub, me.peer_id)
+        rt, start = build_runtime(NodeConfig(**{**cfg.__dict__, "shard": i}), me, tr,
+                                  data_dir=tmp / f"p{i}")
+        rts.append((rt, start, tr))
+    for rt, _, tr in rts:
+        await tr.start()
+    for _, _, tr in rts:
+        for _, _, other in rts:
+            if other is not tr:
+                await tr.connect(other.local_id, [])
+    return rts
+
+
+@pytest.mark.timeout(120)
+async def test_memory_mesh_runs_rounds_checkpoints_and_serves_status(tmp_path: Path) -> None:
+    hub = MemoryHub()
+    rts = await _mesh(hub, 3, tmp_path)
+    runner = await start_api(rts[0][0])
+    port = runner.addresses[0][1]
+    await asyncio.wait_for(asyncio.gather(*(rt.run(s) for rt, s, _ in rts)), 90)
+    for rt, _, _ in rts:
+        assert rt.finished and len(rt.history) == 3
+        assert all(h["received"] == 2 for h in rt.history)  # no timeouts on a healthy mesh
+        ckpt = load_checkpoint(rt.data_dir)  # type: ignore[arg-type]
+        assert ckpt is not None and ckpt.round == 3
+    async with aiohttp.ClientSession() as s:
+        status = await (await s.get(f"http://127.0.0.1:{port}/status")).json()
+        metrics = await (await s.get(f"http://127.0.0.1:{port}/metrics")).text()
+    await runner.cleanup()
+    assert status["round"] == 3 and status["finished"]
+    assert rts[0][0].history[0]["neighbours"] == 2
+    assert 'rumor_rejects_total{peer="' in metrics and "rumor_accuracy" in metrics
+
+
+@pytest.mark.timeout(120)
+async def test_forged_update_over_the_transport_is_rejected_and_counted(tmp_path: Path) -> None:
+    hub = MemoryHub()
+    rts = await _mesh(hub, 2, tmp_path, NodeConfig(**{**CFG.__dict__, "rounds": 1}))
+    target = rts[0][0]
+    attacker = MemoryTransport(hub, ident(50).peer_id)
+    await attacker.start()
+    forged = update_bytes(ident(1), np.zeros(target.learner.dimension, np.float32), swarm="mem")
+    # signed by peer 1's key, but delivered by the attacker's link identity
+    await attacker.send(target.peer.peer_id, forged)
+    await attacker.send(target.peer.peer_id, b"\x00garbage")
+    await asyncio.wait_for(asyncio.gather(*(rt.run(s) for rt, s, _ in rts)), 90)
+    assert target.peer.validator.rejects["sender_mismatch"] == 1, target.peer.validator.rejects
+    assert target.peer.validator.rejects["malformed"] == 1
+    assert target.finished
+    await attacker.close()
+
+
+@pytest.mark.timeout(120)
+async def test_restarted_peer_keeps_its_id_and_resumes_from_checkpoint(tmp_path: Path) -> None:
+    d = tmp_path / "peer"
+    me = load_or_create_identity(d)
+    assert (d / "identity.key").stat().st_mode & 0o777 == 0o600
+    hub = MemoryHub()
+    tr = MemoryTransport(hub, me.peer_id)
+    rt, start = build_runtime(NodeConfig(**{**CFG.__dict__, "rounds": 2}), me, tr, data_dir=d)
+    assert start == 0
+    await asyncio.wait_for(rt.run(start), 60)
+    again = load_or_create_identity(d)
+    assert again.peer_id == me.peer_id
+    tr2 = MemoryTransport(MemoryHub(), again.peer_id)
+    rt2, start2 = build_runtime(NodeConfig(**{**CFG.__dict__, "rounds": 4}), again, tr2,
+                                data_dir=d)
+    assert start2 == 2
+    np.testing.assert_array_equal(rt2.learner.params.numpy(), rt.learner.params.numpy())
+    await asyncio.wait_for(rt2.run(start2), 60)
+    assert [h["round"] for h in rt2.history] == [3, 4]
