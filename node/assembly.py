@@ -17,11 +17,11 @@ import torch
 from rumor.node.checkpoint import load_checkpoint
 from rumor.node.data import load_dataset, split_indices
 from rumor.node.learner import Learner, LearnerConfig
-from rumor.node.merging import FEDAVG
+from rumor.node.merging import FEDAVG, resolve_rule
 from rumor.node.models import init_params
 from rumor.node.runtime import EventSink, NodeRuntime
 from rumor.node.transport.base import Transport
-from rumor.protocols.errors import ConfigError
+from rumor.protocols.errors import AggregationError, ConfigError
 from rumor.protocols.identity import Identity
 from rumor.protocols.peer import Peer, PeerConfig
 from rumor.protocols.validation import ValidationConfig
@@ -56,6 +56,10 @@ class NodeConfig:
             raise ConfigError(f"--shard must be in [0, {self.shards})")
         if self.round_timeout <= 0:
             raise ConfigError("--round-timeout must be positive")
+        try:
+            resolve_rule(self.aggregator)
+        except AggregationError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def shard_for(peer_id: str, shards: int) -> int:

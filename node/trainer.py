@@ -217,7 +217,8 @@ class BatchedTrainer:
         sel = np.arange(w_all.shape[0]) if rows is None else np.asarray(rows, dtype=np.int64)
         if steps is None:
             steps = self.steps_per_round([len(ix) for ix in peer_indices])
-        out = w_all[torch.from_numpy(sel)].clone()
+        # ``out`` is a fresh copy: it never shares storage with ``params``
+        out = w_all.clone() if rows is None else w_all[torch.from_numpy(sel)].contiguous()
         active = [i for i, p in enumerate(sel) if len(peer_indices[int(p)]) > 0]
         if steps <= 0 or not active:
             return out
@@ -229,10 +230,16 @@ class BatchedTrainer:
                 maps = torch.stack(
                     [label_map_tensor(label_maps.get(p), self.num_classes) for p in peers]
                 )
-            pos_t = torch.as_tensor(pos, dtype=torch.int64)
-            out[pos_t] = self._train_rows(
-                out[pos_t], [peer_indices[p] for p in peers], peers, seed, round, steps, maps
-            )
+            indices = [peer_indices[p] for p in peers]
+            if pos[-1] - pos[0] + 1 == len(pos):  # a run of rows: train the view in place
+                self._train_rows(
+                    out[pos[0]:pos[-1] + 1], indices, peers, seed, round, steps, maps
+                )
+            else:
+                pos_t = torch.as_tensor(pos, dtype=torch.int64)
+                out[pos_t] = self._train_rows(
+                    out[pos_t], indices, peers, seed, round, steps, maps
+                )
         return out
 
     def _train_rows(
@@ -245,13 +252,19 @@ class BatchedTrainer:
         steps: int,
         maps: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Train the ``(B, d)`` rows ``w`` (a private copy, updated in place) for ``steps``."""
+        """Train the contiguous ``(B, d)`` rows ``w`` in place for ``steps``; returns w.
+
+        ``w`` must not alias the caller's ``params``. The update runs per parameter
+        tensor on views of ``w`` (and of the momentum buffer), so no (B, d) gradient is
+        ever assembled.
+        """
         sched = torch.from_numpy(np.stack([
             batch_schedule(ix, steps, self.batch_size, peer_generator(seed, round, p))
             for ix, p in zip(indices, peers, strict=True)
         ]))  # (B, steps, batch_size)
-        b = w.shape[0]
-        buf = torch.zeros_like(w) if self.momentum else None
+        single = w.shape[0] == 1
+        views = self._views(w)
+        bufs = self._views(torch.zeros_like(w)) if self.momentum else None
         with torch.no_grad():
             for s in range(steps):
                 idx = sched[:, s]
@@ -260,19 +273,18 @@ class BatchedTrainer:
                 if maps is not None:
                     yb = torch.gather(maps, 1, yb)
                 with torch.enable_grad():
-                    if b == 1:  # one row (train_one): plain grad, half vmap's overhead
-                        views = {k: v[0] for k, v in self._views(w).items()}
-                        g1 = self._grad1(views, xb[0], yb[0])
+                    if single:  # one row (train_one): plain grad, half vmap's overhead
+                        g1 = self._grad1({k: v[0] for k, v in views.items()}, xb[0], yb[0])
                         g = {k: v.unsqueeze(0) for k, v in g1.items()}
                     else:
-                        g = self._grads(self._views(w), xb, yb)
-                step = torch.cat([g[sl.name].reshape(b, -1) for sl in self.layout], dim=1)
-                if self.weight_decay:
-                    step.add_(w, alpha=self.weight_decay)
-                if buf is not None:
-                    buf.mul_(self.momentum).add_(step)
-                    step = buf
-                w.add_(step, alpha=-self.lr)
+                        g = self._grads(views, xb, yb)
+                for name, wv in views.items():
+                    step = g[name]
+                    if self.weight_decay:
+                        step.add_(wv, alpha=self.weight_decay)
+                    if bufs is not None:
+                        step = bufs[name].mul_(self.momentum).add_(step)
+                    wv.add_(step, alpha=-self.lr)
         return w
 
     def train_one(

@@ -203,8 +203,14 @@ class Peer:
 
     # -------------------------------------------------------------- helpers
     def _needed(self) -> int:
+        """Distinct fresh updates that trigger a merge before the deadline.
+
+        A peer with no neighbours waits for the deadline (someone may appear).
+        """
+        if not self.neighbours:
+            return 1
         if self.config.min_updates is not None:
-            return min(self.config.min_updates, len(self.neighbours))
+            return max(1, min(self.config.min_updates, len(self.neighbours)))
         return len(self.neighbours)
 
     def _maybe_merge(self, now: float) -> list[Command]:

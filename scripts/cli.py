@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from rumor.protocols.errors import ConfigError, RumorError
-from rumor.scripts import data_cmd, simulate_cmd
+from rumor.scripts import data_cmd, join_cmd, simulate_cmd
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     simulate_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
+    join_cmd.add_parser(sub)
     return parser
 
 

@@ -1,0 +1,120 @@
+"""``rumor join``: run one peer on the real network.
+
+With no --bootstrap it starts a new mesh and prints the multiaddr others join with.
+Ctrl-C / SIGTERM stop it cleanly: the checkpoint of the last finished round is on
+disk, streams and the libp2p host are closed. Started again with the same
+--data-dir, it keeps its PeerID and resumes from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from rumor.node.api import start_api
+from rumor.node.assembly import build_runtime
+from rumor.node.identity import load_or_create_identity
+from rumor.node.transport.libp2p import Libp2pTransport
+from rumor.protocols.errors import ConfigError
+from rumor.scripts.node_options import add_node_flags, node_config
+from rumor.scripts.options import nonneg_int, positive_int
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("join", help="run one peer that joins (or starts) a live mesh")
+    p.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
+                   help="a peer to join through (/ip4/.../tcp/.../p2p/ID); repeatable")
+    p.add_argument("--bootstrap-file", type=Path,
+                   help="a file with one bootstrap multiaddr per line")
+    p.add_argument("--data-dir", type=Path, default=Path("rumor-data"),
+                   help="identity key, checkpoints (default ./rumor-data)")
+    p.add_argument("--listen", action="append", default=[], metavar="MULTIADDR",
+                   help="listen address (default /ip4/127.0.0.1/tcp/0)")
+    p.add_argument("--api-host", default="127.0.0.1", help="HTTP API address (loopback)")
+    p.add_argument("--api-port", type=nonneg_int, default=0, help="HTTP API port (0: any)")
+    p.add_argument("--rounds", type=positive_int, default=None, help="stop after R rounds")
+    p.add_argument("--shard", type=nonneg_int, default=None,
+                   help="which part of the split to train on (default: hash of the PeerID)")
+    p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
+    p.add_argument("--verbose", action="store_true", help="show libp2p's own log messages")
+    add_node_flags(p)
+    p.set_defaults(func=run)
+
+
+def _bootstrap_list(args: argparse.Namespace) -> list[str]:
+    addrs = list(args.bootstrap)
+    if args.bootstrap_file is not None:
+        try:
+            lines = args.bootstrap_file.read_text().splitlines()
+        except OSError as exc:
+            raise ConfigError(f"cannot read --bootstrap-file: {exc}") from None
+        addrs += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+    for a in addrs:
+        if "/p2p/" not in a:
+            raise ConfigError(f"bootstrap address {a!r} must end with /p2p/<peer id>")
+    return addrs
+
+
+def run(args: argparse.Namespace) -> int:
+    return asyncio.run(_run(args))
+
+
+async def _run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if not args.verbose:  # py-libp2p 0.8.1 logs harmless DHT stream errors at ERROR
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    console = Console(stderr=True)
+    identity = load_or_create_identity(args.data_dir)
+    cfg = node_config(args, shard=args.shard, rounds=args.rounds)
+    transport = Libp2pTransport(
+        identity,
+        listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],
+        swarm=cfg.swarm,
+        bootstrap=_bootstrap_list(args),
+    )
+
+    def on_event(e: dict[str, Any]) -> None:
+        if args.json:
+            print(json.dumps(e, default=str), flush=True)
+        elif e["event"] == "round":
+            console.print(
+                f"round {e['round']:4d}  acc {e['acc']:.4f}  neighbours {e['neighbours']}"
+                f"  merged {e['received']} updates{' (timeout)' if e['timed_out'] else ''}"
+            )
+        elif e["event"] in ("peer_connected", "peer_disconnected", "finished"):
+            console.print(f"[dim]{e['event']} {e.get('peer', e.get('round', ''))}")
+
+    runtime, start_round = build_runtime(
+        cfg, identity, transport, data_dir=args.data_dir, on_event=on_event
+    )
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, runtime.stop)
+    api = await start_api(runtime, args.api_host, args.api_port)
+    task = asyncio.ensure_future(runtime.run(start_round))
+    while not transport.listen_addrs() and not task.done():
+        await asyncio.sleep(0.05)
+    addrs = transport.listen_addrs()
+    api_port = api.addresses[0][1] if api.addresses else None
+    hello = {"event": "listening", "peer_id": identity.peer_id, "addrs": addrs,
+             "api": f"http://{args.api_host}:{api_port}", "start_round": start_round}
+    if args.json:
+        print(json.dumps(hello), flush=True)
+    else:
+        console.print(f"peer {identity.peer_id} (resuming at round {start_round})")
+        for a in addrs:
+            console.print(f"  join with: rumor join --bootstrap {a}")
+        console.print(f"  API: http://{args.api_host}:{api_port}/status")
+    try:
+        await task
+    finally:
+        await api.cleanup()
+    return 0
