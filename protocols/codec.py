@@ -1,24 +1,25 @@
 """msgpack codec and Ed25519 signing for rumor messages.
 
-Wire layout (a msgpack map with short keys; see docs/wire-protocol.md)::
+Wire layout: one flat msgpack map with short keys (see docs/wire-protocol.md)::
 
     {"v": 1, "k": kind, "sw": swarm, "s": sender PeerID (bin, 38 B), "r": round,
-     "q": seq, "t": sent_at, "b": body (bin: a msgpack map), "sig": signature (bin)}
-
-    body of update/global: {"dt": "<f4", "sh": [d, ...], "x": raw bytes, "n": samples}
+     "q": seq, "t": sent_at, "n": num_samples, "dt": "<f4", "sh": [d, ...],
+     "x": tensor bytes (bin, little-endian), "sig": signature (bin, 64 B)}
 
 Signed digest (domain separated; integers big-endian, strings length-prefixed)::
 
     D = sha256( b"rumor/" + kind + b"/v1"
                 || u16(len(swarm)) || swarm || u16(len(sender)) || sender
-                || u64(round) || u64(seq) || sha256(body bytes) )
+                || u64(round) || u64(seq) || u64(num_samples)
+                || u8(len(dtype)) || dtype || u8(len(shape)) || u64(dim) for each dim
+                || sha256(x) )
     sig = Ed25519_sign(key, D)
 
-The body bytes are signed as they travel, so a receiver verifies before it decodes
-the tensor. Decoding checks cheap things first: total size before unpacking,
-msgpack container limits during unpacking, version and swarm before the signature,
-byte length against dtype x shape before any allocation. Every failure raises
-RejectedMessage with the reason it is counted under.
+``sent_at`` is informational and not signed. The map is flat so the tensor bytes are
+packed and unpacked once (no nested msgpack). Decoding checks cheap things first:
+total size before unpacking, msgpack container limits during unpacking, version and
+swarm before the signature, byte length against dtype x shape before any
+allocation. Every failure raises RejectedMessage with the reason it is counted under.
 """
 
 from __future__ import annotations
@@ -56,24 +57,27 @@ class Limits:
     max_elements: int = 16 * 1024 * 1024
 
 
-def digest(kind: Kind, swarm: str, sender: bytes, round_: int, seq: int, body: bytes) -> bytes:
+def digest(
+    kind: Kind,
+    swarm: str,
+    sender: bytes,
+    round_: int,
+    seq: int,
+    body: ModelBody,
+) -> bytes:
     """The domain-separated digest that is signed (formula in the module docstring)."""
     sw = swarm.encode()
+    t = body.tensor
+    dt = t.dtype.encode()
     h = hashlib.sha256()
     h.update(b"rumor/" + kind.value.encode() + b"/v1")
     h.update(struct.pack(">H", len(sw)) + sw)
     h.update(struct.pack(">H", len(sender)) + sender)
-    h.update(struct.pack(">QQ", round_, seq))
-    h.update(hashlib.sha256(body).digest())
+    h.update(struct.pack(">QQQ", round_, seq, body.num_samples))
+    h.update(struct.pack(">B", len(dt)) + dt)
+    h.update(struct.pack(">B", len(t.shape)) + b"".join(struct.pack(">Q", d) for d in t.shape))
+    h.update(hashlib.sha256(t.data).digest())
     return h.digest()
-
-
-def _encode_body(body: ModelBody) -> bytes:
-    t = body.tensor
-    return msgpack.packb(
-        {"dt": t.dtype, "sh": list(t.shape), "x": t.data, "n": body.num_samples},
-        use_bin_type=True,
-    )
 
 
 def encode(
@@ -89,12 +93,12 @@ def encode(
 ) -> bytes:
     """Encode (and, when ``sign`` and an Identity is given, sign) one message."""
     sender_bytes = sender.peer_id_bytes if isinstance(sender, Identity) else sender
-    body_bytes = _encode_body(body)
     signature = b""
     if sign:
         if not isinstance(sender, Identity):
             raise ValueError("signing needs the sender's Identity, not its PeerID bytes")
-        signature = sender.sign(digest(kind, swarm, sender_bytes, round_, seq, body_bytes))
+        signature = sender.sign(digest(kind, swarm, sender_bytes, round_, seq, body))
+    t = body.tensor
     return msgpack.packb(
         {
             "v": WIRE_VERSION,
@@ -104,7 +108,10 @@ def encode(
             "r": round_,
             "q": seq,
             "t": float(sent_at),
-            "b": body_bytes,
+            "n": body.num_samples,
+            "dt": t.dtype,
+            "sh": list(t.shape),
+            "x": t.data,
             "sig": signature,
         },
         use_bin_type=True,
@@ -120,7 +127,7 @@ def _unpack(raw: bytes, limits: Limits, max_bin: int) -> Any:
             max_bin_len=max_bin,
             max_str_len=4096,
             max_array_len=_MAX_DIMS * 2 + 16,
-            max_map_len=32,
+            max_map_len=16,
             max_ext_len=0,
         )
     except Exception as exc:  # msgpack raises many types on garbage
@@ -159,7 +166,7 @@ def decode(
         raise RejectedMessage("malformed", "not bytes")
     if len(raw) > limits.max_message:
         raise RejectedMessage("oversize", f"{len(raw)} > {limits.max_message} bytes")
-    obj = _unpack(bytes(raw), limits, limits.max_message)
+    obj = _unpack(raw, limits, limits.max_message)
     if not isinstance(obj, dict):
         raise RejectedMessage("malformed", "envelope is not a map")
     version = _field(obj, "v", int)
@@ -180,17 +187,16 @@ def decode(
     if not (0 <= round_ < 2**63 and 0 <= seq < 2**63):
         raise RejectedMessage("malformed", "round/seq out of range")
     sent_at = _field(obj, "t", (float, int))
-    body_bytes = _field(obj, "b", bytes)
     signature = _field(obj, "sig", bytes)
     if on_header is not None:
         on_header(kind, sender)
+    body = _model_body(obj, limits)
     if verify_signature:
         ok = len(signature) == 64 and verify(
-            sender, signature, digest(kind, msg_swarm, sender, round_, seq, body_bytes)
+            sender, signature, digest(kind, msg_swarm, sender, round_, seq, body)
         )
         if not ok:
             raise RejectedMessage("bad_signature", "signature does not match the sender")
-    body = _decode_model_body(body_bytes, limits)
     return Envelope(
         kind=kind,
         swarm=msg_swarm,
@@ -204,10 +210,7 @@ def decode(
     )
 
 
-def _decode_model_body(body_bytes: bytes, limits: Limits) -> ModelBody:
-    obj = _unpack(body_bytes, limits, limits.max_message)
-    if not isinstance(obj, dict):
-        raise RejectedMessage("malformed", "body is not a map")
+def _model_body(obj: dict[str, Any], limits: Limits) -> ModelBody:
     dtype = _field(obj, "dt", str)
     shape_list = _field(obj, "sh", list)
     data = _field(obj, "x", bytes)
@@ -215,7 +218,7 @@ def _decode_model_body(body_bytes: bytes, limits: Limits) -> ModelBody:
     if dtype not in ALLOWED_DTYPES:
         raise RejectedMessage("bad_tensor", f"dtype {dtype[:16]!r} not allowed")
     if len(shape_list) > _MAX_DIMS or not all(
-        isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape_list
+        isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in shape_list
     ):
         raise RejectedMessage("bad_tensor", "bad shape")
     shape = tuple(shape_list)
@@ -225,6 +228,6 @@ def _decode_model_body(body_bytes: bytes, limits: Limits) -> ModelBody:
     itemsize = int(dtype[-1])
     if len(data) != count * itemsize:
         raise RejectedMessage("bad_tensor", f"{len(data)} bytes for {dtype} x {shape}")
-    if num_samples < 0:
-        raise RejectedMessage("malformed", "negative sample count")
+    if not 0 <= num_samples < 2**63:
+        raise RejectedMessage("malformed", "sample count out of range")
     return ModelBody(TensorPayload(dtype, shape, data), num_samples)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from rumor.protocols import codec
 from rumor.protocols.errors import RejectedMessage
-from rumor.protocols.messages import Kind
+from rumor.protocols.messages import Kind, ModelBody, TensorPayload
 from tests.helpers import SWARM, ident, update_bytes
 
 
@@ -49,10 +49,10 @@ def test_garbage_bytes_are_rejected_never_crash(data: bytes) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["v", "k", "sw", "s", "r", "q", "t", "b", "sig", "x"]),
+@given(st.dictionaries(st.sampled_from(["v", "k", "sw", "s", "r", "q", "t", "n", "dt", "sh", "x", "sig"]),
                        st.one_of(st.integers(-5, 2**64 - 1), st.binary(max_size=40),
                                  st.text(max_size=10), st.floats(), st.none(),
-                                 st.lists(st.integers(), max_size=3))))
+                                 st.lists(st.integers(-5, 100), max_size=3))))
 def test_wellformed_msgpack_with_wrong_fields_is_rejected(obj: dict[str, object]) -> None:
     with pytest.raises(RejectedMessage):
         codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM)
@@ -94,9 +94,7 @@ def test_element_count_limit_checked_before_allocation() -> None:
 
 def test_byte_length_must_match_dtype_and_shape() -> None:
     obj = msgpack.unpackb(update_bytes(ident(1), np.ones(4, np.float32), sign=False), raw=False)
-    body = msgpack.unpackb(obj["b"], raw=False)
-    body["sh"] = [1_000_000]
-    obj["b"] = msgpack.packb(body, use_bin_type=True)
+    obj["sh"] = [1_000_000]
     with pytest.raises(RejectedMessage, match="bad_tensor"):
         codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM, verify_signature=False)
 
@@ -112,10 +110,19 @@ def test_wrong_swarm_and_version_are_named() -> None:
 
 
 def test_digest_is_domain_separated_by_kind() -> None:
-    a = codec.digest(Kind.UPDATE, "s", b"x", 1, 2, b"body")
-    b = codec.digest(Kind.GLOBAL, "s", b"x", 1, 2, b"body")
+    body = ModelBody(TensorPayload.from_array(np.ones(3, np.float32)), 5)
+    a = codec.digest(Kind.UPDATE, "s", b"x", 1, 2, body)
+    b = codec.digest(Kind.GLOBAL, "s", b"x", 1, 2, body)
     assert a != b
     # length prefixes keep (swarm, sender) boundaries unambiguous
-    assert codec.digest(Kind.UPDATE, "ab", b"c", 1, 2, b"") != codec.digest(
-        Kind.UPDATE, "a", b"bc", 1, 2, b""
+    assert codec.digest(Kind.UPDATE, "ab", b"c", 1, 2, body) != codec.digest(
+        Kind.UPDATE, "a", b"bc", 1, 2, body
     )
+
+
+def test_sample_count_and_shape_are_signed() -> None:
+    for key, value in (("n", 10_000), ("sh", [2, 2]), ("r", 99)):
+        obj = msgpack.unpackb(update_bytes(ident(1), np.ones(4, np.float32)), raw=False)
+        obj[key] = value
+        with pytest.raises(RejectedMessage, match="bad_signature"):
+            codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM)
