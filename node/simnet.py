@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import heapq
 import random
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,14 @@ class LinkModel:
         return self.latency + (size / self.bandwidth if self.bandwidth else 0.0)
 
 
-@dataclass(order=True)
-class _Item:
+class SimEvent(NamedTuple):
+    """A queued event; tuples compare on (time, seq) first, which are unique."""
+
     time: float
     seq: int
-    kind: str = field(compare=False)
-    target: int = field(compare=False)
-    payload: Any = field(compare=False)
+    kind: str
+    target: int
+    payload: Any
 
 
 class VirtualClock:
@@ -58,7 +59,7 @@ class SimNetwork:
         self.link = link
         self.clock = VirtualClock()
         self._rng = random.Random(seed)
-        self._queue: list[_Item] = []
+        self._queue: list[SimEvent] = []
         self._seq = 0
         self.blocked: set[tuple[int, int]] = set()
         self.down: set[int] = set()
@@ -67,7 +68,7 @@ class SimNetwork:
 
     def schedule(self, time: float, kind: str, target: int, payload: Any = None) -> None:
         self._seq += 1
-        heapq.heappush(self._queue, _Item(time, self._seq, kind, target, payload))
+        heapq.heappush(self._queue, SimEvent(time, self._seq, kind, target, payload))
 
     def send(self, src: int, dst: int, data: bytes) -> bool:
         """Queue ``data`` for delivery; False when it is lost, blocked or dst is down."""
@@ -87,7 +88,7 @@ class SimNetwork:
     def heal(self) -> None:
         self.blocked.clear()
 
-    def pop(self) -> _Item | None:
+    def pop(self) -> SimEvent | None:
         """The next event, with the clock moved to its time; None when idle."""
         if not self._queue:
             return None

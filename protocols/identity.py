@@ -11,6 +11,7 @@ against the sender's claimed identity with no lookup.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -77,6 +78,7 @@ def public_key_from_peer_id(pid: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(pid[len(_IDENTITY_MH_PREFIX) + 4 :])
 
 
+@functools.lru_cache(maxsize=65536)
 def peer_id_to_bytes(text: str) -> bytes:
     """Binary form of a base58 PeerID text; RejectedMessage('bad_sender') if malformed."""
     try:
@@ -87,6 +89,7 @@ def peer_id_to_bytes(text: str) -> bytes:
     return raw
 
 
+@functools.lru_cache(maxsize=65536)
 def peer_id_from_bytes(pid: bytes) -> str:
     """Text form of a binary PeerID."""
     return b58encode(pid)
@@ -109,15 +112,15 @@ class Identity:
     def generate(cls) -> Identity:
         return cls(Ed25519PrivateKey.generate())
 
-    @property
+    @functools.cached_property
     def public_key(self) -> Ed25519PublicKey:
         return self.private_key.public_key()
 
-    @property
+    @functools.cached_property
     def peer_id(self) -> str:
         return peer_id_text(self.public_key)
 
-    @property
+    @functools.cached_property
     def peer_id_bytes(self) -> bytes:
         return peer_id_bytes(self.public_key)
 

@@ -19,6 +19,7 @@ from rumor.topology import (
     Rejoin,
     RemoveLinks,
     RemovePeers,
+    TimelineEvent,
     TopologySpec,
     apply_events,
     build_topology,
@@ -228,7 +229,7 @@ def test_graph_from_edges_validates_and_merges_duplicates() -> None:
     graph = graph_from_edges([(0, 1), (1, 0), (2, 3)], 5)
     assert list(graph.nodes) == [0, 1, 2, 3, 4]
     assert edges(graph) == [(0, 1), (2, 3)]
-    with pytest.raises(ConfigError, match="outside 0..4"):
+    with pytest.raises(ConfigError, match=r"outside 0\.\.4"):
         graph_from_edges([(0, 5)], 5)
     with pytest.raises(ConfigError, match="self loops"):
         graph_from_edges([(2, 2)], 5)
@@ -310,16 +311,32 @@ def test_spectral_gap_known_values_and_sparse_path() -> None:
     ring = uniform_weights(build_topology("ring", 12, 0))
     # circulant (1/3)(1, 1, 0..0, 1): eigenvalues (1 + 2 cos(2 pi k / n)) / 3
     assert spectral_gap(ring) == pytest.approx(1 - (1 + 2 * math.cos(2 * math.pi / 12)) / 3)
-    dense_regular = build_topology("regular:8", 300, 1)
-    mh = metropolis_hastings_weights(dense_regular)
-    assert spectral_gap(mh, dense_limit=10) == pytest.approx(spectral_gap(mh), abs=1e-8)
-    ba = uniform_weights(build_topology("ba:2", 300, 1))
-    assert spectral_gap(ba, dense_limit=10) == pytest.approx(spectral_gap(ba), abs=1e-6)
-    assert spectral_gap(mh) > spectral_gap(
-        metropolis_hastings_weights(build_topology("ring", 300, 0))
-    )
+    regular = metropolis_hastings_weights(build_topology("regular:8", 150, 1))
+    assert spectral_gap(regular, dense_limit=10) == pytest.approx(spectral_gap(regular), abs=1e-8)
+    ba = uniform_weights(build_topology("ba:2", 150, 1))
+    assert spectral_gap(ba, dense_limit=10) == pytest.approx(spectral_gap(ba), abs=1e-8)
+    ba_dense = np.sort(np.abs(np.linalg.eigvals(ba.toarray())))[-2]
+    assert spectral_gap(ba) == pytest.approx(1 - ba_dense, abs=1e-9)
+    ring150 = metropolis_hastings_weights(build_topology("ring", 150, 0))
+    assert spectral_gap(regular) > spectral_gap(ring150) > 0
+    cycle = np.roll(np.eye(5), 1, axis=1)  # directed 5-cycle: eigenvalues on the unit circle
+    assert spectral_gap(cycle) == pytest.approx(0.0, abs=1e-9)
     with pytest.raises(ConfigError, match="square"):
         spectral_gap(np.ones((2, 3)))
+
+
+def test_spectral_gap_of_a_slow_mixer_uses_shift_invert(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rumor.topology.mixing as mixing
+
+    monkeypatch.setattr(mixing, "_LM_MAXITER", 1)  # force the slow-mixer branch
+    n = 400
+    ring = metropolis_hastings_weights(build_topology("ring", n, 0))
+    exact = 1 - (1 + 2 * math.cos(2 * math.pi / n)) / 3
+    assert spectral_gap(ring, dense_limit=10) == pytest.approx(exact, rel=1e-6)
+    # K_{30,30}: eigenvalues (1 + {30, 0, -30}) / 31, so the bottom end decides: 29/31
+    bipartite = metropolis_hastings_weights(nx.complete_bipartite_graph(30, 30))
+    assert spectral_gap(bipartite, dense_limit=10) == pytest.approx(2 / 31, abs=1e-6)
+    assert spectral_gap(bipartite) == pytest.approx(2 / 31, abs=1e-12)
 
 
 # ------------------------------------------------------------------------ schedules
@@ -420,7 +437,7 @@ def test_poisson_churn_long_run_fraction_matches_the_rates() -> None:
 
 def test_apply_events_partition_heal_rejoin_and_links() -> None:
     graph = build_topology("ring", 6, 0)  # 0-1-2-3-4-5-0
-    timeline = [
+    timeline: list[TimelineEvent] = [
         RemoveLinks(1.0, [(1, 0)]),  # type: ignore[arg-type]
         Partition(2.0, ((0, 1, 2),)),  # 3, 4, 5 form the other group
         RemovePeers(3.0, (4,)),

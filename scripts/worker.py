@@ -1,0 +1,298 @@
+"""One ``rumor launch`` worker process: K real peers in one asyncio loop.
+
+Run as ``python -m rumor.scripts.worker`` by the launcher; not a user command.
+
+Protocol with the launcher (newline-delimited JSON):
+
+- stdin, first line: the worker's config (see :func:`parse_config`). Later lines are
+  commands: ``{"cmd": "go"}`` starts the rounds of every hosted peer (the launcher sends
+  it once all peers are up and have found neighbours), ``{"cmd": "stop"}`` stops them.
+  End of stdin also stops them: when the launcher dies, even by ``kill -9``, its end of
+  the pipe closes and the worker exits on its own, so no peer is left orphaned.
+- stdout: one JSON object per line, each with ``"i"`` (the peer's index in the launch):
+  ``ready`` (peer id, listen addrs, API URL, start round), ``neighbours`` (connected
+  members, before ``go``), every runtime event (``round`` events carry the model vector
+  as base64 little-endian float32 in ``"vector"`` when the config asks for it, so the
+  launcher can compute the consensus distance), ``stopped``, ``error``, and a final
+  ``exit`` (no ``"i"``). Anything else the process writes goes to stderr: fd 1 is
+  redirected to fd 2 at start so stray prints cannot corrupt the event stream.
+
+SIGTERM / SIGINT stop the peers cleanly (checkpoints of finished rounds are on disk,
+streams and hosts closed), like ``rumor join``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import IO, Any
+
+from rumor.node.transport.libp2p import Libp2pTransport
+
+log = logging.getLogger("rumor.worker")
+
+
+@dataclass(frozen=True)
+class PeerSpec:
+    index: int
+    data_dir: str
+    shard: int
+    api_port: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    node: dict[str, Any]  # NodeConfig fields except shard
+    peers: tuple[PeerSpec, ...]
+    bootstrap: tuple[str, ...]
+    api_host: str = "127.0.0.1"
+    discovery_interval: float = 5.0
+    join_stagger: float = 1.0
+    peer_stagger: float = 0.2  # seconds between starting two hosted peers
+    wait_for_go: bool = True
+    send_vectors: bool = True
+    threads: int = 1
+    verbose: bool = False
+
+
+def parse_config(text: str) -> WorkerConfig:
+    raw = json.loads(text)
+    known = {f.name for f in fields(WorkerConfig)}
+    args = {k: v for k, v in raw.items() if k in known}
+    args["peers"] = tuple(PeerSpec(**p) for p in raw["peers"])
+    args["bootstrap"] = tuple(raw.get("bootstrap", ()))
+    return WorkerConfig(**args)
+
+
+class Emitter:
+    """JSON lines to the launcher, on a private duplicate of the original stdout."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._broken = False
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self._broken:
+            return
+        try:
+            self._stream.write(json.dumps(event, default=str) + "\n")
+            self._stream.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            self._broken = True  # the launcher is gone; stdin EOF stops us next
+
+
+def _vector_b64(runtime: Any) -> str:
+    params = runtime.learner.params
+    data = params.detach().to("cpu").numpy().astype("<f4", copy=False).tobytes()
+    return base64.b64encode(data).decode("ascii")
+
+
+class Hosted:
+    """One peer of this worker: transport, runtime, API."""
+
+    def __init__(self, spec: PeerSpec, cfg: WorkerConfig, emit: Emitter) -> None:
+        from rumor.node.assembly import NodeConfig, build_runtime
+        from rumor.node.identity import load_or_create_identity
+
+        self.spec = spec
+        data_dir = Path(spec.data_dir)
+        identity = load_or_create_identity(data_dir)
+        node_cfg = NodeConfig(**{**cfg.node, "shard": spec.shard})
+        self.transport = Libp2pTransport(
+            identity,
+            listen=["/ip4/127.0.0.1/tcp/0"],
+            swarm=node_cfg.swarm,
+            bootstrap=list(cfg.bootstrap),
+            discovery_interval=cfg.discovery_interval,
+            join_stagger=cfg.join_stagger,
+        )
+        i = spec.index
+
+        def on_event(e: dict[str, Any]) -> None:
+            e = {"i": i, **e}
+            if e["event"] == "round" and cfg.send_vectors:
+                e["vector"] = _vector_b64(self.runtime)
+            emit(e)
+
+        self.runtime, self.start_round = build_runtime(
+            node_cfg, identity, self.transport, data_dir=data_dir, on_event=on_event
+        )
+        self.api: Any = None
+        self.task: asyncio.Task[None] | None = None
+
+
+async def _start(h: Hosted, cfg: WorkerConfig, emit: Emitter) -> None:
+    from rumor.node.api import start_api
+
+    await h.transport.start()
+    h.api = await start_api(h.runtime, cfg.api_host, h.spec.api_port)
+    port = h.api.addresses[0][1] if h.api.addresses else None
+    emit({
+        "i": h.spec.index,
+        "event": "ready",
+        "peer": h.transport.local_id,
+        "addrs": h.transport.listen_addrs(),
+        "api": f"http://{cfg.api_host}:{port}",
+        "start_round": h.start_round,
+        "shard": h.spec.shard,
+        "data_dir": h.spec.data_dir,
+        "pid": os.getpid(),
+    })
+
+
+async def _read_commands(go: asyncio.Event, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = await reader.readline()
+        if not line:
+            break  # EOF: the launcher closed the pipe or died
+        try:
+            cmd = json.loads(line).get("cmd")
+        except (ValueError, AttributeError):
+            continue
+        if cmd == "go":
+            go.set()
+        elif cmd == "stop":
+            break
+    stop.set()
+
+
+async def _wait_any(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+async def _report_neighbours(hosted: list[Hosted], emit: Emitter) -> None:
+    last: dict[int, int] = {}
+    while True:
+        for h in hosted:
+            n = len(h.transport.connected_peers())
+            if last.get(h.spec.index) != n:
+                last[h.spec.index] = n
+                emit({"i": h.spec.index, "event": "neighbours", "count": n})
+        await asyncio.sleep(0.25)
+
+
+async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
+    import torch
+
+    torch.set_num_threads(cfg.threads)
+    loop = asyncio.get_running_loop()
+    go, stop = asyncio.Event(), asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    commands = asyncio.ensure_future(_read_commands(go, stop))
+    hosted: list[Hosted] = []
+    reporter: asyncio.Task[None] | None = None
+    code = 0
+    try:
+        for n, spec in enumerate(cfg.peers):
+            if stop.is_set():
+                break
+            if n:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), cfg.peer_stagger)
+            try:
+                h = Hosted(spec, cfg, emit)
+                hosted.append(h)
+                await _start(h, cfg, emit)
+            except Exception as exc:
+                emit({"i": spec.index, "event": "error", "message": f"{type(exc).__name__}: {exc}"})
+                traceback.print_exc()
+                stop.set()
+                code = 1
+        reporter = asyncio.ensure_future(_report_neighbours(hosted, emit))
+        if not cfg.wait_for_go:
+            go.set()
+        await _wait_any(go, stop)
+        if go.is_set() and not stop.is_set():
+            for h in hosted:
+                h.task = asyncio.ensure_future(h.runtime.run(h.start_round))
+            pending = {h.task for h in hosted if h.task is not None}
+            stopper = asyncio.ensure_future(stop.wait())
+            while pending and not stop.is_set():
+                done, pending = await asyncio.wait(
+                    pending | {stopper}, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(stopper)
+                for h in hosted:
+                    if h.task in done:
+                        exc = None if h.task is None or h.task.cancelled() \
+                            else h.task.exception()
+                        if exc is not None:
+                            emit({"i": h.spec.index, "event": "error",
+                                  "message": f"{type(exc).__name__}: {exc}"})
+                            code = 1
+                        emit({"i": h.spec.index, "event": "stopped",
+                              "round": h.runtime.peer.round})
+            stopper.cancel()
+    finally:
+        if reporter is not None:
+            reporter.cancel()
+        for h in hosted:
+            h.runtime.stop()
+        running = [h.task for h in hosted if h.task is not None and not h.task.done()]
+        if running:
+            await asyncio.wait(running, timeout=20)
+            for h in hosted:
+                if h.task in running:
+                    emit({"i": h.spec.index, "event": "stopped", "round": h.runtime.peer.round})
+        for h in hosted:
+            if h.task is None:  # never started its rounds: close the host ourselves
+                with contextlib.suppress(Exception):
+                    await h.transport.close()
+            if h.api is not None:
+                with contextlib.suppress(Exception):
+                    await h.api.cleanup()
+        commands.cancel()
+        emit({"event": "exit", "code": code})
+    return code
+
+
+def _read_first_line() -> str:
+    """The config line from fd 0, unbuffered (later lines are read by asyncio)."""
+    buf = bytearray()
+    while True:
+        b = os.read(0, 1)
+        if not b or b == b"\n":
+            return buf.decode("utf-8")
+        buf += b
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    # Keep the event stream clean: our own copy of stdout, fd 1 becomes stderr.
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    emit = Emitter(out)
+    text = argv[0] if argv else _read_first_line()
+    try:
+        cfg = parse_config(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        emit({"event": "error", "message": f"bad worker config: {exc}"})
+        emit({"event": "exit", "code": 2})
+        return 2
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if not cfg.verbose:  # py-libp2p 0.8.1 logs harmless DHT stream errors at ERROR
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    return asyncio.run(run_worker(cfg, emit))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
