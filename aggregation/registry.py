@@ -9,7 +9,10 @@ Contract (tests, benchmarks and the peer rely on it)::
 ``own`` is given, rules aggregate over {own} ∪ updates (n = len(updates) + 1, as in
 ALGORITHMS.md) unless their docstring says how they use ``own`` differently (NNA and
 centered clipping measure distances to it). When ``own`` is None they aggregate
-``updates`` alone. Rules never modify their inputs.
+``updates`` alone. Rules never modify their inputs and return the dtype of ``updates``.
+
+``get("vc:<rule>")`` returns ``<rule>`` followed by variance correction (see
+rumor.aggregation.variance); ``names()`` lists only the base rules.
 """
 
 from __future__ import annotations
@@ -43,7 +46,15 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Rule:
-    """The rule registered as ``name``; AggregationError naming the choices otherwise."""
+    """The rule registered as ``name``; AggregationError naming the choices otherwise.
+
+    ``"vc:<rule>"`` composes ``<rule>`` with variance correction (extra params
+    ``layout=`` and ``tau2_from=``; see rumor.aggregation.variance.corrected).
+    """
+    if name.startswith("vc:"):
+        from rumor.aggregation.variance import corrected  # noqa: PLC0415 (import cycle)
+
+        return corrected(get(name[3:]))
     try:
         return REGISTRY[name]
     except KeyError:
@@ -52,12 +63,15 @@ def get(name: str) -> Rule:
         ) from None
 
 
-def check_inputs(updates: Tensor, own: Tensor | None, f: int, min_honest: int = 0) -> int:
+def check_inputs(
+    updates: Tensor, own: Tensor | None, f: int, min_honest: int = 0, min_extra: int = 0
+) -> int:
     """Validate shapes and f; return n, the number of vectors the rule sees.
 
     Raises AggregationError on: non-tensor or non-2-D ``updates``, non-float dtype,
-    an empty view (no updates and no own), ``own`` not of shape (d,), negative f, or
-    n <= min_honest * f (pass min_honest=2 for rules that need n > 2f).
+    d == 0, an empty view (no updates and no own), ``own`` not of shape (d,) or not
+    floating point, negative f, or n <= min_honest * f + min_extra (pass min_honest=2
+    for rules that need n > 2f; min_honest=2, min_extra=2 for Krum's n > 2f + 2).
     """
     if not isinstance(updates, Tensor) or updates.dim() != 2:
         shape = tuple(updates.shape) if isinstance(updates, Tensor) else type(updates)
@@ -65,17 +79,22 @@ def check_inputs(updates: Tensor, own: Tensor | None, f: int, min_honest: int = 
     if not updates.is_floating_point():
         raise AggregationError(f"updates must be floating point, got {updates.dtype}")
     d = updates.shape[1]
+    if d == 0:
+        raise AggregationError("updates have dimension d = 0")
     if own is not None:
         if not isinstance(own, Tensor) or own.shape != (d,):
             got = tuple(own.shape) if isinstance(own, Tensor) else type(own)
             raise AggregationError(f"own must have shape ({d},), got {got}")
+        if not own.is_floating_point():
+            raise AggregationError(f"own must be floating point, got {own.dtype}")
     n = updates.shape[0] + (1 if own is not None else 0)
     if n == 0:
         raise AggregationError("nothing to aggregate: no updates and no own vector")
     if f < 0:
         raise AggregationError(f"f must be >= 0, got {f}")
-    if min_honest and n <= min_honest * f:
-        raise AggregationError(f"this rule needs n > {min_honest}f, got n={n}, f={f}")
+    if (min_honest or min_extra) and n <= min_honest * f + min_extra:
+        need = f"{min_honest}f" + (f" + {min_extra}" if min_extra else "")
+        raise AggregationError(f"this rule needs n > {need}, got n={n}, f={f}")
     return n
 
 
@@ -86,10 +105,14 @@ def with_own(updates: Tensor, own: Tensor | None) -> Tensor:
     return torch.cat([own.unsqueeze(0).to(updates.dtype), updates], dim=0)
 
 
-def register(name: str, *, min_honest: int = 0) -> Callable[[Callable[..., Tensor]], Rule]:
+def register(
+    name: str, *, min_honest: int = 0, min_extra: int = 0
+) -> Callable[[Callable[..., Tensor]], Rule]:
     """Register a rule under ``name``; the wrapper validates inputs the same way for all.
 
-    ``min_honest=2`` makes the wrapper reject n <= 2f with AggregationError.
+    ``min_honest=2`` makes the wrapper reject n <= 2f with AggregationError;
+    ``min_extra=k`` raises the bar to n <= min_honest * f + k. The wrapper returns the
+    rule's output in the dtype of ``updates``.
     """
 
     def decorate(fn: Callable[..., Tensor]) -> Rule:
@@ -100,9 +123,9 @@ def register(name: str, *, min_honest: int = 0) -> Callable[[Callable[..., Tenso
         def wrapper(
             updates: Tensor, *, own: Tensor | None = None, f: int = 0, **params: Any
         ) -> Tensor:
-            check_inputs(updates, own, f, min_honest)
+            check_inputs(updates, own, f, min_honest, min_extra)
             out = fn(updates, own=own, f=f, **params)
-            return out
+            return out.to(updates.dtype)
 
         REGISTRY[name] = wrapper  # type: ignore[assignment]
         return wrapper  # type: ignore[return-value]

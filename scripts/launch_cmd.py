@@ -479,14 +479,16 @@ class Launcher:
             f"rumor join --swarm {self.node_cfg.swarm} --bootstrap {self.bootstrap_addr}",
         )
         table = Table(box=None, pad_edge=False)
-        for col in ("#", "peer", "round", "acc", "nbrs", "merged", "rejects", "timeouts", "api"):
-            table.add_column(col, justify="left" if col in ("peer", "api") else "right")
+        for col in ("#", "peer", "round", "acc", "nbrs", "merged", "rejects", "timeouts",
+                    "api port"):
+            table.add_column(col, justify="left" if col == "peer" else "right")
         for p in self.peers:
             style = "" if p.alive else "dim strike"
             table.add_row(
                 str(p.index), p.peer[-10:] if p.peer else "starting", str(p.round),
                 f"{p.acc:.4f}" if p.acc is not None else "-", str(p.neighbours),
-                str(p.received), str(p.rejects), str(p.timeouts), p.api, style=style,
+                str(p.received), str(p.rejects), str(p.timeouts), p.api.rsplit(":", 1)[-1],
+                style=style,
             )
         return Group(head, table)
 
@@ -566,6 +568,8 @@ async def _run(args: argparse.Namespace) -> int:
     if args.keep and args.base_dir is not None:
         raise ConfigError("--keep is for the temporary base dir; --base-dir is always kept")
     console = Console(stderr=True)
+    if not console.is_terminal:  # a log file: no wrapping of addresses and rows
+        console = Console(stderr=True, width=200)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     launcher = Launcher(args, console)
@@ -580,7 +584,7 @@ async def _run(args: argparse.Namespace) -> int:
             launcher.events_fh = fh
             try:
                 await launcher.start_bootstrap()
-                console.print(f"bootstrap node: {launcher.bootstrap_addr}")
+                console.print(f"bootstrap node: {launcher.bootstrap_addr}", soft_wrap=True)
                 console.print(
                     f"starting {launcher.n} peers in "
                     f"{math.ceil(launcher.n / launcher.k)} processes "
@@ -611,6 +615,8 @@ async def _run(args: argparse.Namespace) -> int:
                 if live is not None:
                     live.update(launcher.render(), refresh=True)
                     live.stop()
+                    if not console.is_terminal:
+                        console.line()
                 await launcher.shutdown()
                 launcher.events_fh = None
     except RumorError:

@@ -1,0 +1,122 @@
+"""``rumor compare``: the same simulation under several aggregators, side by side.
+
+Writes OUT/<peers>p-<aggregator>/{metrics.csv,summary.json} for every run, a
+markdown table OUT/table.md (final / best accuracy, rounds to 80/85/90 %, consensus
+distance, wall time) and OUT/accuracy.png (mean accuracy per round, one line per
+run). docs/results.md quotes these tables; rerun to regenerate them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
+from rumor.node.simulation import Simulation, SimulationConfig
+from rumor.scripts.options import positive_float, positive_int
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("compare", help="run the same simulation under several aggregators")
+    p.add_argument("--aggregators", nargs="+", default=["variance-corrected", "mean", "fedavg"])
+    p.add_argument("--peers", type=positive_int, nargs="+", default=[50, 100])
+    p.add_argument("--rounds", type=positive_int, default=40)
+    p.add_argument("--topology", default="regular:8")
+    p.add_argument("--split", default="iid")
+    p.add_argument("--model", default="mlp")
+    p.add_argument("--dataset", default="digits")
+    p.add_argument("--lr", type=positive_float, default=SimulationConfig().lr)
+    p.add_argument("--batch-size", type=positive_int, default=SimulationConfig().batch_size)
+    p.add_argument("--local-epochs", type=positive_int, default=1)
+    p.add_argument("--eval-peers", type=positive_int, default=None)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
+    p.add_argument("--out", type=Path, default=Path("runs/compare"))
+    p.set_defaults(func=run)
+
+
+def _fmt(v: Any, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    head = ("| peers | aggregator | final acc (mean) | min | max | best | rounds to 0.80 "
+            "| to 0.90 | consensus dist. | wall s |")
+    lines = [head, "|" + "---|" * 10]
+    for r in results:
+        s = r["summary"]
+        lines.append(
+            f"| {r['peers']} | {r['aggregator']} | {_fmt(s['final_acc_mean'])} "
+            f"| {_fmt(s['final_acc_min'])} | {_fmt(s['final_acc_max'])} "
+            f"| {_fmt(s['best_acc_mean'])} | {s['rounds_to']['0.8'] or '-'} "
+            f"| {s['rounds_to']['0.9'] or '-'} | {_fmt(s['final_consensus_distance'])} "
+            f"| {r['wall']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        rows: list[RoundMetrics] = r["rows"]
+        ax.plot([m.round for m in rows], [m.acc_mean for m in rows],
+                label=f"{r['aggregator']} ({r['peers']} peers)")
+    ax.set_xlabel("round")
+    ax.set_ylabel("mean test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(stderr=True)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    base = SimulationConfig(
+        rounds=args.rounds, topology=args.topology, split=args.split, model=args.model,
+        dataset=args.dataset, lr=args.lr, batch_size=args.batch_size,
+        local_epochs=args.local_epochs, eval_peers=args.eval_peers, seed=args.seed,
+        data_dir=args.data_dir,
+    )
+    runs = [(p, a) for p in args.peers for a in args.aggregators]
+    for p, a in runs:  # fail fast on bad names before hours of compute
+        dataclasses.replace(base, peers=p, aggregator=a).validate()
+    results: list[dict[str, Any]] = []
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("acc {task.fields[acc]:.3f}"), TimeElapsedColumn(),
+                  console=console) as progress:
+        for p, a in runs:
+            cfg = dataclasses.replace(base, peers=p, aggregator=a)
+            task = progress.add_task(f"{p} peers {a}", total=cfg.rounds, acc=0.0)
+            t0 = time.perf_counter()
+            sim = Simulation(cfg)
+            rows = sim.run(lambda m, t=task: progress.update(t, completed=m.round,
+                                                             acc=m.acc_mean))
+            wall = time.perf_counter() - t0
+            d = out / f"{p}p-{a}"
+            d.mkdir(parents=True, exist_ok=True)
+            write_metrics_csv(d / "metrics.csv", rows)
+            s = summary(rows, sim.config_dict(), peers=p, seed=cfg.seed)
+            write_json(d / "summary.json", s)
+            results.append({"peers": p, "aggregator": a, "summary": s, "rows": rows,
+                            "wall": wall})
+    md = table(results)
+    (out / "table.md").write_text(md)
+    plot(results, out / "accuracy.png")
+    console.print(md)
+    console.print(f"wrote {out / 'table.md'} and {out / 'accuracy.png'}")
+    return 0

@@ -1,0 +1,166 @@
+"""``rumor launch`` end to end on loopback: results, DHT discovery, no orphan processes.
+
+Each test starts the real launcher (a bootstrap node + worker processes hosting real
+peers). Waits are conditions with deadlines (polled files and process states), never
+fixed sleeps. The 4-peer run is the CI one (well under 90 s); bigger runs are `slow`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from rumor import aggregation
+
+pytestmark = pytest.mark.net
+
+AGGREGATOR = "variance-corrected" if "variance-corrected" in aggregation.names() else "mean"
+
+
+def wait_for(cond: Callable[[], bool], deadline: float, what: str) -> None:
+    """Poll ``cond`` until it holds; fail after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline:.0f} s waiting for {what}")
+        time.sleep(0.1)
+
+
+def launch(out: Path, *extra: str) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "rumor.scripts.cli", "launch", "--out", str(out), "--quiet",
+        "--aggregator", AGGREGATOR, "--swarm", f"test-launch-{os.getpid()}-{out.name}",
+        *extra,
+    ]
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+
+
+def events(out: Path) -> list[dict[str, object]]:
+    path = out / "events.jsonl"
+    if not path.exists():
+        return []
+    lines = path.read_text().splitlines()
+    result = []
+    for line in lines:
+        try:
+            result.append(json.loads(line))
+        except ValueError:  # a line being written
+            pass
+    return result
+
+
+def worker_pids(out: Path) -> set[int]:
+    return {int(e["pid"]) for e in events(out) if e.get("event") == "ready"}  # type: ignore[call-overload]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def assert_no_processes_left(pids: set[int]) -> None:
+    wait_for(lambda: not any(alive(p) for p in pids), 30, f"worker processes {pids} to exit")
+    children = [c for c in psutil.Process().children(recursive=True) if c.is_running()
+                and c.status() != psutil.STATUS_ZOMBIE]
+    assert children == [], f"processes left behind: {children}"
+
+
+def check_finished_run(out: Path, peers: int, rounds: int) -> dict[str, object]:
+    with (out / "metrics.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["round"]) for r in rows] == list(range(1, rounds + 1))
+    assert all(int(r["peers_alive"]) == peers for r in rows)
+    assert all(float(r["consensus_distance"]) >= 0 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rounds"] == rounds and summary["peers"] == peers
+    assert summary["stopped"] == "done" and summary["errors"] == []
+    # Every peer knew only the bootstrap address: its neighbours came from the DHT.
+    need = min(2, peers - 1)
+    for i, n in summary["neighbours"].items():
+        assert n["max"] >= need, f"peer {i} found only {n['max']} neighbours"
+        assert n["last_round"] == rounds
+    assert summary["min_neighbours_found"] >= need
+    ready = [e for e in events(out) if e.get("event") == "ready"]
+    assert sorted(int(e["i"]) for e in ready) == list(range(peers))  # type: ignore[call-overload]
+    assert len({e["peer"] for e in ready}) == peers
+    return dict(summary)
+
+
+@pytest.mark.timeout(120)
+def test_launch_of_four_peers_finishes_with_results_and_no_processes_left(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    proc = launch(out, "--peers", "4", "--rounds", "3", "--per-process", "2",
+                  "--round-timeout", "10")
+    try:
+        log, _ = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, log.decode(errors="replace")[-3000:]
+    check_finished_run(out, peers=4, rounds=3)
+    assert_no_processes_left(worker_pids(out))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stopped_launcher_leaves_no_processes(tmp_path: Path, sig: signal.Signals) -> None:
+    out = tmp_path / "run"
+    proc = launch(out, "--peers", "2", "--per-process", "1")  # no --rounds: runs until stopped
+    try:
+        wait_for(lambda: any(e.get("event") == "round" for e in events(out)), 60,
+                 "the first round")
+        pids = worker_pids(out)
+        assert len(pids) == 2
+        proc.send_signal(sig)
+        proc.communicate(timeout=45)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0  # no --rounds: stopping is the normal end
+    assert_no_processes_left(pids)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped"] == ("interrupted" if sig == signal.SIGINT else "terminated")
+    assert summary["rounds"] >= 1
+
+
+@pytest.mark.timeout(120)
+def test_workers_exit_when_the_launcher_is_killed_with_sigkill(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = launch(out, "--peers", "2", "--per-process", "1")
+    try:
+        wait_for(lambda: len(worker_pids(out)) == 2, 60, "both peers to start")
+        pids = worker_pids(out)
+        proc.kill()  # SIGKILL: no cleanup code runs in the launcher
+        proc.wait(timeout=10)
+    finally:
+        proc.kill()
+    # Workers are in their own process group (a Ctrl-C to the terminal does not reach
+    # them) and exit when their stdin, the launcher's pipe, closes.
+    assert_no_processes_left(pids)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_launch_of_sixteen_peers_in_four_processes(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = launch(out, "--peers", "16", "--rounds", "5", "--per-process", "4")
+    try:
+        log, _ = proc.communicate(timeout=360)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, log.decode(errors="replace")[-3000:]
+    check_finished_run(out, peers=16, rounds=5)
+    assert_no_processes_left(worker_pids(out))
