@@ -26,10 +26,11 @@ def sq_dists_to(x: Tensor, y: Tensor) -> Tensor:
     return out
 
 
-def gram(x: Tensor, center: Tensor | None = None) -> Tensor:
+def gram(x: Tensor, center: Tensor | None = None, exact: bool = False) -> Tensor:
     """G_ij = (x_i - c)·(x_j - c) as an (n, n) float64 matrix, c = center or 0.
 
-    Chunked matmuls in the input dtype, accumulated across chunks in float64.
+    Chunked matmuls in the input dtype (in float64 when ``exact``), accumulated across
+    chunks in float64.
     """
     n = x.shape[0]
     g = torch.zeros(n, n, dtype=torch.float64, device=x.device)
@@ -37,6 +38,8 @@ def gram(x: Tensor, center: Tensor | None = None) -> Tensor:
         block = x[:, start : start + CHUNK]
         if center is not None:
             block = block - center[start : start + CHUNK].to(x.dtype)
+        if exact:
+            block = block.to(torch.float64)
         g += (block @ block.T).to(torch.float64)
     return g
 
@@ -68,3 +71,14 @@ def smallest_norm_row(x: Tensor) -> Tensor:
 def stable_smallest(scores: Tensor, k: int) -> Tensor:
     """Indices of the k smallest scores; ties go to the lower index (deterministic)."""
     return torch.sort(scores, stable=True).indices[:k]
+
+
+def weighted_sum_of_diffs(x: Tensor, w: Tensor, y: Tensor) -> Tensor:
+    """Σ_i w_i (x_i - y) as a float64 (d,) tensor, chunked; no cancellation against y."""
+    out = torch.empty(x.shape[1], dtype=torch.float64, device=x.device)
+    wx = w.to(x.dtype)
+    yx = y.to(x.dtype)
+    for start in range(0, x.shape[1], CHUNK):
+        stop = start + CHUNK
+        out[start:stop] = wx @ (x[:, start:stop] - yx[start:stop])
+    return out

@@ -14,8 +14,9 @@ from rumor.protocols.errors import AggregationError
 Neighbours = Literal["paper", "byzfl"]
 
 
-def krum_scores(x: Tensor, f: int, neighbours: Neighbours = "paper", center: Tensor | None = None
-                ) -> Tensor:
+def krum_scores(
+    x: Tensor, f: int, neighbours: Neighbours = "paper", center: Tensor | None = None
+) -> Tensor:
     """score_i = Σ of the k smallest ||x_i - x_j||² over j != i; (n,) float64.
 
     k = n - f - 2 (the paper) or n - f - 1 (``neighbours="byzfl"``, byzfl's Krum).

@@ -52,7 +52,7 @@ def get(name: str) -> Rule:
     ``layout=`` and ``tau2_from=``; see rumor.aggregation.variance.corrected).
     """
     if name.startswith("vc:"):
-        from rumor.aggregation.variance import corrected  # noqa: PLC0415 (import cycle)
+        from rumor.aggregation.variance import corrected  # lazy: variance imports registry
 
         return corrected(get(name[3:]))
     try:
@@ -127,7 +127,7 @@ def register(
             out = fn(updates, own=own, f=f, **params)
             return out.to(updates.dtype)
 
-        REGISTRY[name] = wrapper  # type: ignore[assignment]
-        return wrapper  # type: ignore[return-value]
+        REGISTRY[name] = wrapper
+        return wrapper
 
     return decorate

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import networkx as nx
 import numpy as np
 import torch
 
@@ -45,6 +46,7 @@ from rumor.protocols.events import (
     MergeDone,
     MessageReceived,
     PeerDiscovered,
+    PeerLost,
     Send,
     Start,
     StartTraining,
@@ -54,7 +56,7 @@ from rumor.protocols.events import (
 from rumor.protocols.identity import Identity
 from rumor.protocols.peer import Peer, PeerConfig, Role
 from rumor.protocols.validation import ValidationConfig
-from rumor.topology import build_topology
+from rumor.topology import TimelineEvent, apply_events, build_topology
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class SimulationConfig:
     eval_peers: int | None = None
     swarm: str = "rumor-sim"
     data_dir: str | None = None
+    relay_fraction: float = 0.0
+    timeline: tuple[TimelineEvent, ...] = ()
     rule_params: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -99,6 +103,8 @@ class SimulationConfig:
                 aggregation.get(self.aggregator)
             except AggregationError as exc:
                 raise ConfigError(f"{exc}, {FEDAVG}") from None
+        if not 0.0 <= self.relay_fraction < 1.0:
+            raise ConfigError("relay_fraction must be in [0, 1)")
         if not 0.0 <= self.loss < 1.0:
             raise ConfigError("--loss must be in [0, 1)")
         if self.lr <= 0 or self.batch_size < 1 or self.local_epochs < 1:
@@ -113,6 +119,12 @@ def peer_identity(seed: int, index: int) -> Identity:
 RoundCallback = Callable[[RoundMetrics], None]
 
 
+def relay_peers(n: int, fraction: float, seed: int) -> set[int]:
+    """The seeded set of relay-only peers (no training data) among 0..n-1."""
+    order = np.random.default_rng(seed + 17).permutation(n)
+    return {int(x) for x in order[: round(fraction * n)]}
+
+
 class Simulation:
     """Builds data, topology, peers and runs them to completion; see module docstring."""
 
@@ -124,7 +136,13 @@ class Simulation:
         self.fedavg = cfg.aggregator == FEDAVG
         n = cfg.peers
         labels = self.dataset.y_train.numpy()
-        self.indices = split_indices(labels, n, cfg.split, cfg.seed)
+        self.relays = relay_peers(n, cfg.relay_fraction, cfg.seed)
+        holders = [i for i in range(n) if i not in self.relays]
+        parts = split_indices(labels, len(holders), cfg.split, cfg.seed)
+        empty = np.zeros(0, dtype=np.int64)
+        self.indices = [empty] * n
+        for k, i in enumerate(holders):
+            self.indices[i] = parts[k]
         self.num_samples = [len(ix) for ix in self.indices]
         if cfg.aggregator == FEDAVG:
             self.indices.append(np.zeros(0, dtype=np.int64))  # the server holds no data
@@ -136,6 +154,14 @@ class Simulation:
             g = build_topology(cfg.topology, n, cfg.seed)
             self.graph_edges = sorted((min(a, b), max(a, b)) for a, b in g.edges())
             self.total = n
+        self.graph = nx.Graph()
+        self.graph.add_nodes_from(range(self.total))
+        self.graph.add_edges_from(self.graph_edges)
+        self.alive: set[int] = set(range(self.total))
+        self._applied: list[TimelineEvent] = []
+        self._graph_now: nx.Graph | None = None
+        self._start_round: dict[int, int] = {}
+        self._incarnation: dict[int, int] = {}
         shape, ncls = self.dataset.input_shape, self.dataset.num_classes
         self.trainer = BatchedTrainer(
             cfg.model,
@@ -165,26 +191,8 @@ class Simulation:
             flood_rate=1e6,
             flood_burst=1e6,
         )
-        self.peers: list[Peer] = []
-        for i in range(self.total):
-            role = Role.GOSSIP
-            server = None
-            if self.fedavg:
-                role = Role.SERVER if i == n else Role.CLIENT
-                server = self.ids[n].peer_id
-            pcfg = PeerConfig(
-                validation=vcfg,
-                role=role,
-                rounds=cfg.rounds,
-                round_timeout=cfg.round_timeout,
-                min_updates=cfg.min_updates,
-                fanout=cfg.fanout,
-                sign=cfg.sign,
-                server=server,
-                adopt_senders=False,
-                seed=cfg.seed * 7919 + i,
-            )
-            self.peers.append(Peer(self.ids[i], pcfg))
+        self._vcfg = vcfg
+        self.peers: list[Peer] = [self._make_peer(i) for i in range(self.total)]
         self._training: dict[int, int] = {}  # peer -> round being trained
         self._trained: dict[int, np.ndarray] = {}
         self._tick_at: dict[int, float] = {}
@@ -208,16 +216,24 @@ class Simulation:
         for a, b in self.graph_edges:
             self._feed(a, PeerDiscovered(self.ids[b].peer_id, 0.0))
             self._feed(b, PeerDiscovered(self.ids[a].peer_id, 0.0))
+        for ev in self.config.timeline:
+            self.net.schedule(ev.at, "timeline", -1, ev)
         for i in range(self.total):
             self._feed(i, Start(0.0, 0))
         while (item := self.net.pop()) is not None:
             now = self.net.clock.now()
             i = item.target
-            if item.kind == "deliver":
+            if item.kind == "timeline":
+                self._apply_timeline(item.payload, now)
+            elif i not in self.alive:
+                continue  # a removed peer does nothing; what was sent to it is lost
+            elif item.kind == "deliver":
                 src, data = item.payload
-                self._feed(i, MessageReceived(self.ids[src].peer_id, data, now))
+                if self._link_up(src, i):
+                    self._feed(i, MessageReceived(self.ids[src].peer_id, data, now))
             elif item.kind == "trained":
-                self._feed(i, self._training_done(i, now))
+                if item.payload == self._incarnation.get(i, 0) and i in self._training:
+                    self._feed(i, self._training_done(i, now))
             elif item.kind == "tick" and self._tick_at.get(i) == item.time:
                 del self._tick_at[i]
                 self._feed(i, Tick(now))
@@ -234,6 +250,28 @@ class Simulation:
         return asdict(self.config)
 
     # -------------------------------------------------------------- internals
+    def _make_peer(self, i: int) -> Peer:
+        cfg, n = self.config, self.config.peers
+        role = Role.GOSSIP
+        server = None
+        if self.fedavg:
+            role = Role.SERVER if i == n else Role.CLIENT
+            server = self.ids[n].peer_id
+        pcfg = PeerConfig(
+            validation=self._vcfg,
+            role=role,
+            rounds=cfg.rounds,
+            round_timeout=cfg.round_timeout,
+            min_updates=cfg.min_updates,
+            fanout=cfg.fanout,
+            sign=cfg.sign,
+            server=server,
+            adopt_senders=False,
+            wait_when_alone=False,
+            seed=cfg.seed * 7919 + i,
+        )
+        return Peer(self.ids[i], pcfg)
+
     def _eval_rows(self) -> list[int]:
         k = self.config.eval_peers
         if k is None or k >= self.config.peers:
@@ -259,7 +297,8 @@ class Simulation:
                 self.net.send(i, j, c.data)
             elif isinstance(c, StartTraining):
                 self._training[i] = c.round
-                self.net.schedule(now + self.config.train_time, "trained", i)
+                self.net.schedule(now + self.config.train_time, "trained", i,
+                                  self._incarnation.get(i, 0))
             elif isinstance(c, Merge):
                 self._merge(i, c)
                 self._feed(i, MergeDone(c.round, self.params[i].numpy(), now))
@@ -304,14 +343,68 @@ class Simulation:
     def _record(self, i: int, round_: int) -> None:
         if i >= self.config.peers:
             return
-        snap = self._snapshots.setdefault(round_, {})
-        snap[i] = self.params[i].clone()
-        if len(snap) == self.config.peers:
-            self._finish_round(round_, self._snapshots.pop(round_))
+        self._snapshots.setdefault(round_, {})[i] = self.params[i].clone()
+        self._complete_rounds()
+
+    def _complete_rounds(self) -> None:
+        """Emit metrics for every pending round that all expected live learners merged."""
+        for r in sorted(self._snapshots):
+            snap = self._snapshots[r]
+            expected = {p for p in self.alive if p < self.config.peers
+                        and self._start_round.get(p, 0) <= r}
+            if not expected <= snap.keys():
+                return
+            del self._snapshots[r]
+            live = {p: v for p, v in snap.items() if p in self.alive}
+            if live:
+                self._finish_round(r, live)
+
+    # ------------------------------------------------------------- timeline
+    def _link_up(self, a: int, b: int) -> bool:
+        return self._graph_now is None or self._graph_now.has_edge(a, b)
+
+    def _apply_timeline(self, ev: TimelineEvent, now: float) -> None:
+        """Apply one failure/churn event: who is alive and which links work change."""
+        self._applied.append(ev)
+        g_now = apply_events(self.graph, self._applied)
+        self._graph_now = g_now
+        before = set(self.alive)
+        self.alive = {p for p in range(self.total) if p in g_now}
+        for p in sorted(before - self.alive):
+            self._training.pop(p, None)
+            self._trained.pop(p, None)
+            self._tick_at.pop(p, None)
+        self.events.append({"t": now, "peer": -1, "event": type(ev).__name__,
+                            "alive": len(self.alive),
+                            "components": nx.number_connected_components(g_now)
+                            if len(g_now) else 0})
+        joined = sorted(self.alive - before)
+        for p in sorted(self.alive):
+            peer = self.peers[p]
+            want = {self.ids[q].peer_id for q in g_now.neighbors(p)}
+            have = set(peer.neighbours) if p not in joined else set()
+            for q in sorted(have - want):
+                self._feed(p, PeerLost(q, now))
+            if p in joined:
+                continue
+            for q in sorted(want - have):
+                self._feed(p, PeerDiscovered(q, now))
+        for p in joined:  # a (re)joining peer starts fresh at its neighbours' round
+            old = self.peers[p]
+            self._incarnation[p] = self._incarnation.get(p, 0) + 1
+            self.peers[p] = self._make_peer(p)
+            for q in sorted(g_now.neighbors(p)):
+                self._feed(p, PeerDiscovered(self.ids[q].peer_id, now))
+            nbr_rounds = [self.peers[q].round for q in g_now.neighbors(p) if q not in joined]
+            start = max(nbr_rounds, default=old.round)
+            self._start_round[p] = start
+            self._feed(p, Start(now, start, old._seq + 1))
+        self._complete_rounds()
 
     def _finish_round(self, round_: int, snap: dict[int, torch.Tensor]) -> None:
         rows = torch.stack([snap[i] for i in sorted(snap)])
-        sel = torch.stack([snap[i] for i in self.eval_rows])
+        chosen = [i for i in self.eval_rows if i in snap] or sorted(snap)
+        sel = torch.stack([snap[i] for i in chosen])
         acc = self.trainer.evaluate(sel, self.dataset.x_test, self.dataset.y_test)
         mean = rows.mean(0, keepdim=True)
         cons = float(((rows - mean) ** 2).sum(1).mean().sqrt())

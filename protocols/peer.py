@@ -78,6 +78,7 @@ class PeerConfig:
     sign: bool = True
     server: PeerId | None = None
     adopt_senders: bool = True
+    wait_when_alone: bool = True
     seed: int = 0
 
 
@@ -205,10 +206,11 @@ class Peer:
     def _needed(self) -> int:
         """Distinct fresh updates that trigger a merge before the deadline.
 
-        A peer with no neighbours waits for the deadline (someone may appear).
+        A peer with no neighbours waits for the deadline (someone may appear), unless
+        ``wait_when_alone`` is off (a simulator with a fixed topology).
         """
         if not self.neighbours:
-            return 1
+            return 1 if self.config.wait_when_alone else 0
         if self.config.min_updates is not None:
             return max(1, min(self.config.min_updates, len(self.neighbours)))
         return len(self.neighbours)

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from rumor.protocols.errors import ConfigError, RumorError
-from rumor.scripts import compare_cmd, data_cmd, join_cmd, launch_cmd, simulate_cmd
+from rumor.scripts import compare_cmd, data_cmd, experiment_cmd, join_cmd, launch_cmd, simulate_cmd
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.add_parser(sub)
     join_cmd.add_parser(sub)
     compare_cmd.add_parser(sub)
+    experiment_cmd.add_parser(sub)
     launch_cmd.add_parser(sub)
     return parser
 
