@@ -21,7 +21,6 @@ from rumor.topology import (
     AddPeers,
     Heal,
     Partition,
-    RemoveLinks,
     RemovePeers,
     TimelineEvent,
     build_topology,

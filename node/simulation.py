@@ -29,6 +29,14 @@ import torch
 
 from rumor import aggregation
 from rumor.aggregation.layout import Layout
+from rumor.node.attacks import (
+    AttackContext,
+    AttackSpec,
+    craft,
+    flip_target,
+    label_map,
+    parse_attack,
+)
 from rumor.node.data import load_dataset, split_indices
 from rumor.node.merging import FEDAVG, merge_updates, resolve_rule
 from rumor.node.models import init_params
@@ -71,7 +79,7 @@ class SimulationConfig:
     model: str = "mlp"
     dataset: str = "digits"
     seed: int = 1
-    lr: float = 0.05
+    lr: float = 0.1
     batch_size: int = 8
     local_epochs: int = 1
     momentum: float = 0.0
@@ -88,6 +96,11 @@ class SimulationConfig:
     swarm: str = "rumor-sim"
     data_dir: str | None = None
     relay_fraction: float = 0.0
+    attack: str | None = None
+    byzantine: int = 0
+    sybils: int = 0
+    sybil_degree: int = 4
+    sybil_noise: float = 0.001
     timeline: tuple[TimelineEvent, ...] = ()
     rule_params: dict[str, Any] = field(default_factory=dict)
 
@@ -103,6 +116,14 @@ class SimulationConfig:
                 aggregation.get(self.aggregator)
             except AggregationError as exc:
                 raise ConfigError(f"{exc}, {FEDAVG}") from None
+        if (self.byzantine or self.sybils) and self.attack is None:
+            raise ConfigError("--byzantine/--sybils need --attack NAME")
+        if self.attack is not None:
+            parse_attack(self.attack)
+            if self.byzantine < 0 or self.byzantine >= self.peers:
+                raise ConfigError("--byzantine must be in [0, peers)")
+            if self.sybils < 0 or (self.sybils and self.aggregator == FEDAVG):
+                raise ConfigError("--sybils needs a gossip aggregator and must be >= 0")
         if not 0.0 <= self.relay_fraction < 1.0:
             raise ConfigError("relay_fraction must be in [0, 1)")
         if not 0.0 <= self.loss < 1.0:
@@ -153,7 +174,26 @@ class Simulation:
         else:
             g = build_topology(cfg.topology, n, cfg.seed)
             self.graph_edges = sorted((min(a, b), max(a, b)) for a, b in g.edges())
-            self.total = n
+            self.total = n + cfg.sybils
+        self.attack: AttackSpec | None = parse_attack(cfg.attack) if cfg.attack else None
+        arng = np.random.default_rng(cfg.seed + 31)
+        self.byzantine = {int(x) for x in arng.choice(n, size=cfg.byzantine, replace=False)}
+        self.sybil_ids = list(range(n, n + cfg.sybils))
+        for sy in self.sybil_ids:  # each Sybil attaches to a few random honest peers
+            honest_pool = [i for i in range(n) if i not in self.byzantine]
+            k = min(cfg.sybil_degree, len(honest_pool))
+            for h in sorted(int(x) for x in arng.choice(honest_pool, size=k, replace=False)):
+                self.graph_edges.append((h, sy))
+        if self.sybil_ids:  # Sybils train on one shared poisoned slice of data
+            share = self.indices[min(self.sybil_ids[0] % n, n - 1)]
+            self.indices += [share] * cfg.sybils
+            self.num_samples += [len(share)] * cfg.sybils
+        self.honest = [i for i in range(n) if i not in self.byzantine]
+        self._label_maps: dict[int, dict[int, int]] = {}
+        if self.attack is not None and self.attack.name == "label-flip":
+            lm = label_map(self.attack, self.dataset.num_classes)
+            for p in (*sorted(self.byzantine), *self.sybil_ids):
+                self._label_maps[p] = lm
         self.graph = nx.Graph()
         self.graph.add_nodes_from(range(self.total))
         self.graph.add_edges_from(self.graph_edges)
@@ -207,8 +247,9 @@ class Simulation:
     # ------------------------------------------------------------------ API
     @property
     def learners(self) -> list[int]:
-        """Peers that train and are evaluated (all but a FedAvg server)."""
-        return list(range(self.config.peers))
+        """Honest peers that train and are evaluated (not a FedAvg server, attacker
+        or Sybil)."""
+        return list(self.honest)
 
     def run(self, on_round: RoundCallback | None = None) -> list[RoundMetrics]:
         """Run every peer to its last round; returns one RoundMetrics per round."""
@@ -274,10 +315,10 @@ class Simulation:
 
     def _eval_rows(self) -> list[int]:
         k = self.config.eval_peers
-        if k is None or k >= self.config.peers:
+        if k is None or k >= len(self.honest):
             return self.learners
         rng = np.random.default_rng(self.config.seed)
-        return sorted(int(x) for x in rng.choice(self.config.peers, size=k, replace=False))
+        return sorted(int(x) for x in rng.choice(self.honest, size=k, replace=False))
 
     def _feed(self, i: int, event: Event) -> None:
         commands = self.peers[i].handle(event)
@@ -321,12 +362,51 @@ class Simulation:
         pending = sorted(p for p in self._training if p not in self._trained)
         for r in sorted({self._training[p] for p in pending}):
             rows = [p for p in pending if self._training[p] == r]
+            base = self.params[rows].clone()
             out = self.trainer.train(
-                self.params, self.indices, seed=self.config.seed, round=r, rows=rows
+                self.params, self.indices, seed=self.config.seed, round=r, rows=rows,
+                label_maps=self._label_maps or None,
             )
+            sent = self._poison(rows, base, out, r) if self.attack else out
             for k, p in enumerate(rows):
                 self.params[p] = out[k]
-                self._trained[p] = out[k].numpy().copy()
+                self._trained[p] = sent[k].numpy().copy()
+
+    def _poison(self, rows: list[int], base: torch.Tensor, out: torch.Tensor,
+                round_: int) -> torch.Tensor:
+        """Replace what Byzantine peers and Sybils send with the attack's vectors."""
+        assert self.attack is not None
+        sent = out.clone()
+        byz = self.byzantine | set(self.sybil_ids)
+        honest_pos = [k for k, p in enumerate(rows) if p not in byz]
+        honest = out[honest_pos] if honest_pos else out
+        deg = 2 * len(self.graph_edges) / max(1, self.total)
+        gen = torch.Generator().manual_seed(self.config.seed * 7_777 + round_)
+        leader: torch.Tensor | None = None
+        for k, p in enumerate(rows):
+            if p not in byz:
+                continue
+            if p in self.sybil_ids and leader is not None:
+                noise = torch.randn(leader.shape, generator=gen, dtype=leader.dtype)
+                sent[k] = leader + self.config.sybil_noise * noise
+                continue
+            ctx = AttackContext(base[k], out[k], honest, n=round(deg) + 1,
+                                f=max(1, self.config.f), generator=gen)
+            sent[k] = craft(self.attack, ctx)
+            if p in self.sybil_ids:
+                leader = sent[k]
+        return sent
+
+    def attack_success(self) -> float | None:
+        """Label flip: fraction of honest predictions on source-class test samples that
+        land on the target class (SybilWall's attack success rate); else None."""
+        if self.attack is None or self.attack.name != "label-flip":
+            return None
+        src, dst = flip_target(self.attack, self.dataset.num_classes)
+        mask = self.dataset.y_test == src
+        rows = [p for p in self.honest if p in self.alive]
+        pred = self.trainer.predict(self.params[rows], self.dataset.x_test[mask])
+        return float((pred == dst).float().mean())
 
     def _merge(self, i: int, c: Merge) -> None:
         self.params[i] = merge_updates(
@@ -402,6 +482,7 @@ class Simulation:
         self._complete_rounds()
 
     def _finish_round(self, round_: int, snap: dict[int, torch.Tensor]) -> None:
+        snap = {i: v for i, v in snap.items() if i not in self.byzantine} or snap
         rows = torch.stack([snap[i] for i in sorted(snap)])
         chosen = [i for i in self.eval_rows if i in snap] or sorted(snap)
         sel = torch.stack([snap[i] for i in chosen])

@@ -355,6 +355,7 @@ class Launcher:
             self._on_event(w, e)
         await w.proc.wait()
         w.exited = True
+        self._event_log({"event": "worker_exit", "worker": w.index, "code": w.proc.returncode})
         for i in w.peers:
             self.peers[i].alive = False
         if not w.expected_exit and self.stop_reason is None:
@@ -362,8 +363,6 @@ class Launcher:
                   f"{w.proc.returncode}; see {self.out / 'logs' / f'worker-{w.index}.log'}"
             self.errors.append(msg)
             self.console.print(f"[red]{msg}")
-            self._event_log({"event": "worker_exit", "worker": w.index,
-                             "code": w.proc.returncode})
             if not self.went or not any(p.alive for p in self.peers):
                 self._stop("error")
         self._rows()

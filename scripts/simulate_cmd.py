@@ -49,6 +49,15 @@ def add_parser(sub: Any) -> None:
                    help="merge once this many updates arrived (default: all neighbours)")
     p.add_argument("--eval-peers", type=positive_int, default=None,
                    help="evaluate a seeded sample of this many peers each round")
+    p.add_argument("--attack", default=None, metavar="NAME[:k=v,...]",
+                   help="sign-flip | gaussian | alie | ipm | free-ride | label-flip, "
+                        "e.g. alie or sign-flip:scale=4 or label-flip:pairs=0-1")
+    p.add_argument("--byzantine", type=nonneg_int, default=0,
+                   help="number of Byzantine peers (seeded placement)")
+    p.add_argument("--sybils", type=nonneg_int, default=0,
+                   help="Sybil identities echoing one poisoned update")
+    p.add_argument("--relay-fraction", type=probability, default=0.0,
+                   help="fraction of peers that hold no data (relay only)")
     p.add_argument("--sign", action="store_true",
                    help="sign and verify every message (slower; always on in real mode)")
     p.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
@@ -81,6 +90,10 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         eval_peers=args.eval_peers,
         sign=args.sign,
         data_dir=args.data_dir,
+        attack=args.attack,
+        byzantine=args.byzantine,
+        sybils=args.sybils,
+        relay_fraction=args.relay_fraction,
     )
 
 
@@ -109,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     write_json(
         out / "summary.json",
         summary(rows, sim.config_dict(), peers=cfg.peers, seed=cfg.seed,
-                rejects=sim.reject_counts(), dimension=sim.d),
+                rejects=sim.reject_counts(), dimension=sim.d,
+                attack_success=sim.attack_success(), byzantine=sorted(sim.byzantine)),
     )
     (out / "events.jsonl").write_text(
         "".join(json.dumps(e, default=str) + "\n" for e in sim.events)

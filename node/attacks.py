@@ -1,0 +1,153 @@
+"""The adversary library: named, parameterised behaviours of Byzantine peers.
+
+An attack changes what a Byzantine peer sends (model poisoning) or what it trains
+on (data poisoning). Spec strings: ``NAME[:param=value,...]``, e.g. ``alie``,
+``sign-flip:scale=4``, ``gaussian:sigma=1``, ``label-flip:pairs=0-1``. Model-poisoning
+attacks are omniscient, as in the papers: they see the honest peers' trained models of
+the same round (``AttackContext.honest``).
+
+| name        | sent vector x_a                                                         |
+|-------------|-------------------------------------------------------------------------|
+| sign-flip   | base - scale * (trained - base)   (the update reversed and scaled)      |
+| gaussian    | trained + N(0, sigma^2) per coordinate                                  |
+| alie        | mu - z * sigma (coordinate-wise over honest); z from n and f (Baruch et al.: s = floor(n/2 + 1) - f, z = Phi^-1((n - s) / n)) or ``z=`` given |
+| ipm         | -epsilon * mean(honest)  on the update, i.e. base - eps * mean(honest - base) |
+| free-ride   | base: the model it had before training (stale, no work)                 |
+| label-flip  | honest training on flipped labels (pairs=a-b;c-d, or all: y -> C-1-y)   |
+| sybil       | k Sybil identities echo one poisoned vector + N(0, noise^2)            |
+
+``base`` is the attacker's model before local training; updates are vectors relative to
+it. All randomness comes from the generator passed in (seeded by the simulator).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from statistics import NormalDist
+
+import torch
+from torch import Tensor
+
+from rumor.protocols.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    params: dict[str, str] = field(default_factory=dict)
+
+    def get(self, key: str, default: float) -> float:
+        try:
+            return float(self.params.get(key, default))
+        except ValueError:
+            raise ConfigError(f"attack {self.name}: {key} must be a number") from None
+
+
+@dataclass(frozen=True)
+class AttackContext:
+    """What a Byzantine peer knows when it crafts its vector for one round."""
+
+    base: Tensor  # its model before local training
+    trained: Tensor  # its model after honest local training
+    honest: Tensor  # (h, d) honest peers' trained models this round (omniscient)
+    n: int  # peers in a typical view (neighbours + 1)
+    f: int  # Byzantine peers assumed per view
+    generator: torch.Generator
+
+
+Crafter = Callable[[AttackSpec, AttackContext], Tensor]
+DATA_ATTACKS = ("label-flip",)
+
+
+def alie_z(n: int, f: int) -> float:
+    """z of "A Little Is Enough": s = floor(n/2 + 1) - f, z = Phi^-1((n - s) / n)."""
+    s = math.floor(n / 2 + 1) - f
+    p = (n - s) / n
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return NormalDist().inv_cdf(p)
+
+
+def _sign_flip(spec: AttackSpec, c: AttackContext) -> Tensor:
+    return c.base - spec.get("scale", 1.0) * (c.trained - c.base)
+
+
+def _gaussian(spec: AttackSpec, c: AttackContext) -> Tensor:
+    noise = torch.randn(c.trained.shape, generator=c.generator, dtype=c.trained.dtype)
+    return c.trained + spec.get("sigma", 1.0) * noise
+
+
+def _alie(spec: AttackSpec, c: AttackContext) -> Tensor:
+    z = spec.get("z", float("nan"))
+    if math.isnan(z):
+        z = alie_z(c.n, c.f)
+    mu = c.honest.mean(0)
+    sigma = c.honest.std(0, unbiased=False) if c.honest.shape[0] > 1 else torch.zeros_like(mu)
+    return mu - z * sigma
+
+
+def _ipm(spec: AttackSpec, c: AttackContext) -> Tensor:
+    return c.base - spec.get("epsilon", 0.5) * (c.honest.mean(0) - c.base)
+
+
+def _free_ride(spec: AttackSpec, c: AttackContext) -> Tensor:
+    return c.base.clone()
+
+
+MODEL_ATTACKS: dict[str, Crafter] = {
+    "sign-flip": _sign_flip,
+    "gaussian": _gaussian,
+    "alie": _alie,
+    "ipm": _ipm,
+    "free-ride": _free_ride,
+}
+ATTACK_NAMES = (*MODEL_ATTACKS, *DATA_ATTACKS)
+
+
+def parse_attack(text: str) -> AttackSpec:
+    """``NAME[:k=v,...]`` -> AttackSpec; ConfigError naming the choices otherwise."""
+    name, _, rest = text.partition(":")
+    if name not in ATTACK_NAMES:
+        raise ConfigError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACK_NAMES)}")
+    params: dict[str, str] = {}
+    for item in filter(None, rest.split(",")):
+        k, sep, v = item.partition("=")
+        if not sep:
+            raise ConfigError(f"attack parameter {item!r} must be key=value")
+        params[k.strip()] = v.strip()
+    return AttackSpec(name, params)
+
+
+def craft(spec: AttackSpec, ctx: AttackContext) -> Tensor:
+    """The vector a Byzantine peer sends this round (model-poisoning attacks)."""
+    fn = MODEL_ATTACKS.get(spec.name)
+    if fn is None:  # data attacks send their honestly trained (poisoned-data) model
+        return ctx.trained
+    out = fn(spec, ctx)
+    return out.to(ctx.trained.dtype)
+
+
+def label_map(spec: AttackSpec, num_classes: int) -> dict[int, int]:
+    """Label flipping: ``pairs=0-1;2-3`` swaps each pair; default all: y -> C-1-y."""
+    pairs = spec.params.get("pairs")
+    if pairs is None:
+        return {y: num_classes - 1 - y for y in range(num_classes)}
+    out: dict[int, int] = {}
+    for pair in pairs.replace(";", " ").split():
+        a, sep, b = pair.partition("-")
+        try:
+            x, y = int(a), int(b)
+        except ValueError:
+            raise ConfigError(f"label-flip pairs look like 0-1;2-3, got {pair!r}") from None
+        if not sep or not (0 <= x < num_classes and 0 <= y < num_classes):
+            raise ConfigError(f"label-flip pair {pair!r} out of range")
+        out[x], out[y] = y, x
+    return out
+
+
+def flip_target(spec: AttackSpec, num_classes: int) -> tuple[int, int]:
+    """(source, target) classes whose confusion measures attack success."""
+    m = label_map(spec, num_classes)
+    src = min(m)
+    return src, m[src]
