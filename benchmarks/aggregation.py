@@ -126,7 +126,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--d", type=int, nargs="*", help="override the list of d")
     parser.add_argument("--rules", help="comma-separated subset of rules")
     parser.add_argument("--no-byzfl", action="store_true", help="skip the byzfl columns")
+    parser.add_argument("--threads", type=int, help="torch threads (byzfl/numpy uses 1)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ns = [10, 50, 100] if args.quick else [10, 50, 100, 200]
     ds = [1_000, 100_000] if args.quick else [1_000, 10_000, 100_000, 1_000_000]
     rules = args.rules.split(",") if args.rules else names()

@@ -10,7 +10,8 @@ the same round (``AttackContext.honest``).
 |-------------|-------------------------------------------------------------------------|
 | sign-flip   | base - scale * (trained - base)   (the update reversed and scaled)      |
 | gaussian    | trained + N(0, sigma^2) per coordinate                                  |
-| alie        | mu - z * sigma (coordinate-wise over honest); z from n and f (Baruch et al.: s = floor(n/2 + 1) - f, z = Phi^-1((n - s) / n)) or ``z=`` given |
+| alie        | mu - z * sigma (coordinate-wise over honest), z = ``z=`` or from n, f:  |
+|             | s = floor(n/2 + 1) - f, z = Phi^-1((n - s) / n)  (Baruch et al.)       |
 | ipm         | -epsilon * mean(honest)  on the update, i.e. base - eps * mean(honest - base) |
 | free-ride   | base: the model it had before training (stale, no work)                 |
 | label-flip  | honest training on flipped labels (pairs=a-b;c-d, or all: y -> C-1-y)   |

@@ -1,12 +1,11 @@
 """The real-network runtime: an asyncio loop that feeds one Peer and carries out its commands.
 
-    transport events ──> inbox ──> Peer.handle(event) ──> commands
-                                                       ├─ Send         -> transport.send (task)
-                                                       ├─ StartTraining-> Learner.train (thread) -> TrainingDone
-                                                       ├─ Merge/Adopt  -> Learner (thread), evaluate,
-                                                       │                  checkpoint -> MergeDone
-                                                       ├─ Log          -> on_event
-                                                       └─ Finished     -> run() returns
+    transport events -> inbox -> Peer.handle(event) -> commands:
+      Send          -> transport.send (a task)
+      StartTraining -> Learner.train (a thread) -> TrainingDone
+      Merge / Adopt -> Learner (a thread), evaluate, checkpoint -> MergeDone
+      Log           -> on_event
+      Finished      -> run() returns
 
 All Peer calls happen on the loop, one event at a time, so the Peer needs no locks.
 Blocking torch work runs in a worker thread. Time comes from ``clock`` (monotonic

@@ -54,9 +54,8 @@ def _flat_config(doc: dict[str, Any], where: str) -> dict[str, Any]:
         for key, value in table.items():
             k = key.replace("-", "_")
             if k not in _SIM_KEYS:
-                raise ConfigError(
-                    f"{where}: unknown key {key!r} in [{section}]; known: {', '.join(sorted(_SIM_KEYS))}"
-                )
+                known = ", ".join(sorted(_SIM_KEYS))
+                raise ConfigError(f"{where}: unknown key {key!r} in [{section}]; known: {known}")
             out[k] = value
     return out
 
@@ -75,7 +74,7 @@ def _count(item: dict[str, Any], n: int, where: str) -> int:
     if "count" in item:
         return int(item["count"])
     if "fraction" in item:
-        return int(round(float(item["fraction"]) * n))
+        return round(float(item["fraction"]) * n)
     raise ConfigError(f"{where}: needs 'count' or 'fraction'")
 
 

@@ -291,13 +291,13 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not cfg.verbose:  # py-libp2p 0.8.1 logs harmless DHT stream errors at ERROR
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-    import atexit
-    import time
-    rc = asyncio.run(run_worker(cfg, emit))
-    t = time.monotonic()
-    print(f"DBG asyncio.run returned {time.time():.3f}", file=sys.stderr, flush=True)
-    atexit.register(lambda: print(f"DBG atexit {time.monotonic()-t:.3f} {time.time():.3f}", file=sys.stderr, flush=True))
-    return rc
+    code = asyncio.run(run_worker(cfg, emit))
+    # Hosts, streams and the API are closed and checkpoints are fsynced by now; skip the
+    # interpreter's teardown of torch & co., which takes seconds on a loaded machine.
+    logging.shutdown()
+    sys.stderr.flush()
+    out.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

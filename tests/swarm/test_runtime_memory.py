@@ -27,7 +27,7 @@ async def _mesh(hub: MemoryHub, n: int, tmp: Path, cfg: NodeConfig = CFG):
         rt, start = build_runtime(NodeConfig(**{**cfg.__dict__, "shard": i}), me, tr,
                                   data_dir=tmp / f"p{i}")
         rts.append((rt, start, tr))
-    for rt, _, tr in rts:
+    for _, _, tr in rts:
         await tr.start()
     for _, _, tr in rts:
         for _, _, other in rts:

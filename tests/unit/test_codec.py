@@ -48,8 +48,11 @@ def test_garbage_bytes_are_rejected_never_crash(data: bytes) -> None:
                               "bad_sender", "bad_signature", "bad_tensor", "oversize"}
 
 
+_KEYS = ["v", "k", "sw", "s", "r", "q", "t", "n", "dt", "sh", "x", "sig"]
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from(["v", "k", "sw", "s", "r", "q", "t", "n", "dt", "sh", "x", "sig"]),
+@given(st.dictionaries(st.sampled_from(_KEYS),
                        st.one_of(st.integers(-5, 2**64 - 1), st.binary(max_size=40),
                                  st.text(max_size=10), st.floats(), st.none(),
                                  st.lists(st.integers(-5, 100), max_size=3))))

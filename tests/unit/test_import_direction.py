@@ -36,10 +36,7 @@ def _rumor_imports(path: Path) -> list[str]:
 def _allowed(pkg: str, target: str) -> bool:
     if target.split(".")[0] == pkg:
         return True
-    for rule in ALLOWED[pkg]:
-        if target == rule or target.startswith(rule + "."):
-            return True
-    return False
+    return any(target == rule or target.startswith(rule + ".") for rule in ALLOWED[pkg])
 
 
 def test_imports_go_one_way() -> None:
