@@ -7,27 +7,29 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from rumor.aggregation.median import coordinate_median
+from rumor.aggregation.mean import mean
+from rumor.aggregation.median import median
 from rumor.protocols.errors import AggregationError
 
 Start = Literal["own", "median", "mean", "zero"]
 
 
-def start_point(x: Tensor, own: Tensor | None, start: Start | Tensor) -> Tensor:
-    """The initial iterate as a float64 (d,) tensor: own, coordinate-wise median, mean,
-    zero (byzfl's choice), or a given (d,) tensor."""
+def start_point(updates: Tensor, own: Tensor | None, start: Start | Tensor) -> Tensor:
+    """The initial iterate over {own} ∪ updates as a float64 (d,) tensor: own, the
+    coordinate-wise median, the mean, zero (byzfl's choice) or a given (d,) tensor."""
+    d = updates.shape[1]
     if isinstance(start, Tensor):
-        if start.shape != x.shape[1:]:
-            raise AggregationError(f"start must have shape ({x.shape[1]},)")
+        if start.shape != (d,):
+            raise AggregationError(f"start must have shape ({d},), got {tuple(start.shape)}")
         return start.to(torch.float64).clone()
     if start == "own":
         if own is None:
             raise AggregationError("start='own' needs own")
         return own.to(torch.float64).clone()
     if start == "median":
-        return coordinate_median(x).to(torch.float64)
+        return median(updates, own=own).to(torch.float64)
     if start == "mean":
-        return x.mean(dim=0).to(torch.float64)
+        return mean(updates, own=own).to(torch.float64)
     if start == "zero":
-        return torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+        return torch.zeros(d, dtype=torch.float64, device=updates.device)
     raise AggregationError(f"unknown start {start!r}: own, median, mean, zero or a tensor")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rumor.aggregation._linalg import sq_dists_to, weighted_sum_of_diffs
+from rumor.aggregation._linalg import row_count, sq_dists_to, weighted_sum_of_diffs
 from rumor.aggregation._start import Start, start_point
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation.registry import register
 
 
 @register("centered-clipping", min_honest=2)
@@ -30,16 +30,15 @@ def centered_clipping(
     state), with tau=100, L=1; this rule with start="zero", tau=100, iters=1 and
     own=None equals a fresh byzfl instance. Needs n > 2f.
     """
-    x = with_own(updates, own)
     if start is None:
         start = "own" if own is not None else "median"
-    v = start_point(x, own, start)
-    n = x.shape[0]
+    v = start_point(updates, own, start)
+    n = row_count(updates, own)
     radius = None if tau is None else torch.tensor(float(tau), dtype=torch.float64)
     for _ in range(iters):
-        dist = sq_dists_to(x, v).sqrt_()
+        dist = sq_dists_to(updates, own, v).sqrt_()
         if radius is None:
             radius = dist.median()
         scale = torch.where(dist > radius, radius / dist, torch.ones_like(dist)) / n
-        v = v + weighted_sum_of_diffs(x, scale, v)
+        v = v + weighted_sum_of_diffs(updates, own, scale, v)
     return v

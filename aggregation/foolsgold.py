@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from rumor.aggregation._linalg import gram, weighted_sum
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation.registry import register
 from rumor.protocols.errors import AggregationError
 
 
@@ -23,7 +23,7 @@ def foolsgold_weights(histories: Tensor, kappa: float = 1.0) -> Tensor:
     k = histories.shape[0]
     if k == 0:
         return torch.zeros(0, dtype=torch.float64)
-    g = gram(histories, exact=True).cpu()
+    g = gram(histories, None, exact=True).cpu()
     norms = g.diagonal().clamp_min(0.0).sqrt().clamp_min(1e-300)
     cs = g / norms[:, None] / norms[None, :]
     cs.fill_diagonal_(0.0)
@@ -67,4 +67,4 @@ def foolsgold(
         w = torch.cat([torch.ones(1, dtype=w.dtype, device=w.device), w])
     elif float(w.sum()) == 0.0:
         return updates.mean(dim=0)
-    return weighted_sum(with_own(updates, own), w / w.sum())
+    return weighted_sum(updates, own, w / w.sum())

@@ -6,7 +6,7 @@ from torch import Tensor
 
 from rumor.aggregation._linalg import sq_dists_to, weighted_sum
 from rumor.aggregation._start import Start, start_point
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation.registry import register
 
 
 @register("geometric-median", min_honest=2)
@@ -27,11 +27,10 @@ def geometric_median(
     ``max_iter`` steps. byzfl's GeometricMedian is this with start="zero", eps=nu=0.1,
     max_iter=T=3, tol=0 (and it drops rows containing inf first; we expect finite input).
     """
-    x = with_own(updates, own)
-    z = start_point(x, own, start)
+    z = start_point(updates, own, start)
     for _ in range(max_iter):
-        beta = sq_dists_to(x, z).sqrt_().clamp_min_(eps).reciprocal_()
-        new = weighted_sum(x, beta / beta.sum()).double()
+        beta = sq_dists_to(updates, own, z).sqrt_().clamp_min_(eps).reciprocal_()
+        new = weighted_sum(updates, own, beta / beta.sum()).double()
         step = float((new - z).norm())
         z = new
         if step <= tol * (1.0 + float(z.norm())):

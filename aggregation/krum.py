@@ -7,27 +7,35 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from rumor.aggregation._linalg import pairwise_sq_dists, smallest_norm_row, stable_smallest
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation._linalg import (
+    pairwise_sq_dists,
+    row,
+    row_count,
+    smallest_norm_row,
+    stable_smallest,
+    weighted_sum,
+)
+from rumor.aggregation.registry import register
 from rumor.protocols.errors import AggregationError
 
 Neighbours = Literal["paper", "byzfl"]
 
 
 def krum_scores(
-    x: Tensor, f: int, neighbours: Neighbours = "paper", center: Tensor | None = None
+    updates: Tensor, own: Tensor | None, f: int, neighbours: Neighbours = "paper"
 ) -> Tensor:
-    """score_i = Σ of the k smallest ||x_i - x_j||² over j != i; (n,) float64.
+    """score_i = Σ of the k smallest ||x_i - x_j||² over j != i, x = {own} ∪ updates.
 
     k = n - f - 2 (the paper) or n - f - 1 (``neighbours="byzfl"``, byzfl's Krum).
-    Distances come from one Gram matrix of the vectors centred at ``center`` (own if
-    given, else the row of smallest norm): ||a||² + ||b||² - 2a·b, clamped at 0.
+    Distances come from one Gram matrix of the vectors centred at own (else at the row
+    of smallest norm): ||a||² + ||b||² - 2a·b, clamped at 0. Returns (n,) float64.
     """
-    n = x.shape[0]
+    n = row_count(updates, own)
     if neighbours not in ("paper", "byzfl"):
         raise AggregationError(f"neighbours must be 'paper' or 'byzfl', got {neighbours!r}")
     k = n - f - (2 if neighbours == "paper" else 1)
-    dists = pairwise_sq_dists(x, smallest_norm_row(x) if center is None else center)
+    center = own if own is not None else smallest_norm_row(updates, None)
+    dists = pairwise_sq_dists(updates, own, center)
     dists.fill_diagonal_(torch.inf)
     return dists.topk(k, dim=1, largest=False, sorted=False).values.sum(dim=1)
 
@@ -42,9 +50,8 @@ def krum(
     k = n - f - 2 as in the paper. ``neighbours="byzfl"`` uses k = n - f - 1 like
     byzfl's Krum (which also only checks n > 2f). Ties go to the lower index (own first).
     """
-    x = with_own(updates, own)
-    scores = krum_scores(x, f, neighbours, own)
-    return x[int(stable_smallest(scores, 1)[0])].clone()
+    scores = krum_scores(updates, own, f, neighbours)
+    return row(updates, own, int(stable_smallest(scores, 1)[0]))
 
 
 @register("multi-krum", min_honest=2, min_extra=2)
@@ -62,10 +69,11 @@ def multi_krum(
     n > 2f + 2. Scores as in ``krum`` (k = n - f - 2, or n - f - 1 with
     ``neighbours="byzfl"``). Ties go to the lower index.
     """
-    x = with_own(updates, own)
-    n = x.shape[0]
+    n = row_count(updates, own)
     m = n - f if m is None else m
     if not 1 <= m <= n:
         raise AggregationError(f"multi-krum needs 1 <= m <= n, got m={m}, n={n}")
-    chosen = stable_smallest(krum_scores(x, f, neighbours, own), m).to(x.device)
-    return x.index_select(0, chosen).mean(dim=0)
+    chosen = stable_smallest(krum_scores(updates, own, f, neighbours), m)
+    w = torch.zeros(n, dtype=torch.float64)
+    w[chosen] = 1.0 / m
+    return weighted_sum(updates, own, w.to(updates.device))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation.registry import register
 
 
 @register("mean")
@@ -13,4 +13,6 @@ def mean(updates: Tensor, *, own: Tensor | None = None, f: int = 0) -> Tensor:
 
     Same as byzfl's Average.
     """
-    return with_own(updates, own).mean(dim=0)
+    if own is None:
+        return updates.mean(dim=0)
+    return (updates.sum(dim=0) + own.to(updates.dtype)) / (updates.shape[0] + 1)

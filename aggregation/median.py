@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rumor.aggregation._linalg import CHUNK
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation._linalg import chunks
+from rumor.aggregation.registry import register
+
+BLOCK = 1 << 14  # columns per torch.median call: cache-sized, no (n, d) copy
 
 
 def coordinate_median(x: Tensor) -> Tensor:
@@ -20,15 +22,10 @@ def coordinate_median(x: Tensor) -> Tensor:
     lower = x.median(dim=0).values
     if n % 2 == 1:
         return lower
-    upper = torch.empty_like(lower)
-    for start in range(0, x.shape[1], CHUNK):
-        block = x[:, start : start + CHUNK]
-        low = lower[start : start + CHUNK]
-        above = block > low
-        nearest = torch.where(above, block, torch.inf).amin(dim=0)
-        tied = (~above).sum(dim=0) > n // 2
-        upper[start : start + CHUNK] = torch.where(tied, low, nearest)
-    return (lower + upper) / 2
+    above = x > lower
+    nearest = torch.where(above, x, torch.inf).amin(dim=0)
+    tied = (~above).sum(dim=0) > n // 2
+    return (lower + torch.where(tied, lower, nearest)) / 2
 
 
 @register("median", min_honest=2)
@@ -38,4 +35,7 @@ def median(updates: Tensor, *, own: Tensor | None = None, f: int = 0) -> Tensor:
     Even n: mean of the two middle values, as byzfl's Median (numpy median /
     torch.quantile). byzfl does not check n > 2f; we do (f is only validated).
     """
-    return coordinate_median(with_own(updates, own))
+    out = torch.empty(updates.shape[1], dtype=updates.dtype, device=updates.device)
+    for cols, block in chunks(updates, own, BLOCK):
+        out[cols] = coordinate_median(block)
+    return out

@@ -26,8 +26,8 @@ def nna(updates: Tensor, *, own: Tensor | None = None, f: int = 0) -> Tensor:
     keep = r - f
     total = own.to(updates.dtype).clone()
     if keep > 0:
-        chosen = stable_smallest(sq_dists_to(updates, own), keep)
+        chosen = stable_smallest(sq_dists_to(updates, None, own), keep)
         w = torch.zeros(r, dtype=updates.dtype, device=updates.device)
         w[chosen.to(updates.device)] = 1.0
-        total += weighted_sum(updates, w)
+        total += weighted_sum(updates, None, w)
     return total / (keep + 1)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from rumor.aggregation._linalg import CHUNK
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation._linalg import chunks
+from rumor.aggregation.median import BLOCK
+from rumor.aggregation.registry import register
 
 
 def coordinate_trimmed_mean(x: Tensor, f: int) -> Tensor:
@@ -21,13 +22,9 @@ def coordinate_trimmed_mean(x: Tensor, f: int) -> Tensor:
         return x.mean(dim=0)
     lo = x.topk(f + 1, dim=0, largest=False, sorted=False).values.amax(dim=0)
     hi = x.topk(f + 1, dim=0, largest=True, sorted=False).values.amin(dim=0)
-    out = torch.empty(x.shape[1], dtype=torch.float64, device=x.device)
-    for start in range(0, x.shape[1], CHUNK):
-        stop = start + CHUNK
-        lo_c, hi_c = lo[start:stop], hi[start:stop]
-        kept = x[:, start:stop].clamp(lo_c, hi_c).sum(dim=0, dtype=torch.float64)
-        out[start:stop] = kept - f * (lo_c.double() + hi_c.double())
-    return (out / (n - 2 * f)).to(x.dtype)
+    kept = x.clamp(lo, hi).sum(dim=0, dtype=torch.float64)
+    kept -= f * (lo.to(torch.float64) + hi.to(torch.float64))
+    return (kept / (n - 2 * f)).to(x.dtype)
 
 
 @register("trimmed-mean", min_honest=2)
@@ -37,4 +34,7 @@ def trimmed_mean(updates: Tensor, *, own: Tensor | None = None, f: int = 0) -> T
     x_k = mean(sort(u_1k .. u_nk)[f : n - f]) over {own} ∪ updates; needs n > 2f.
     Same as byzfl's TrMean (which sorts).
     """
-    return coordinate_trimmed_mean(with_own(updates, own), f)
+    out = torch.empty(updates.shape[1], dtype=updates.dtype, device=updates.device)
+    for cols, block in chunks(updates, own, BLOCK):
+        out[cols] = coordinate_trimmed_mean(block, f)
+    return out

@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from rumor.aggregation._linalg import weighted_sum
-from rumor.aggregation.registry import register, with_own
+from rumor.aggregation.mean import mean
+from rumor.aggregation.registry import register
 from rumor.protocols.errors import AggregationError
 
 
@@ -42,8 +43,7 @@ def weighted_mean(
     AggregationError on a wrong length, a negative or non-finite weight, or a zero sum.
     byzfl has no weighted mean.
     """
-    x = with_own(updates, own)
     if weights is None:
-        return x.mean(dim=0)
-    w = normalised_weights(weights, x.shape[0]).to(x.device)
-    return weighted_sum(x, w)
+        return mean(updates, own=own)
+    w = normalised_weights(weights, updates.shape[0] + (own is not None))
+    return weighted_sum(updates, own, w.to(updates.device))

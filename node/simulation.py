@@ -93,6 +93,7 @@ class SimulationConfig:
     fanout: int | None = None
     sign: bool = False
     eval_peers: int | None = None
+    test_subset: int | None = None
     swarm: str = "rumor-sim"
     data_dir: str | None = None
     relay_fraction: float = 0.0
@@ -243,6 +244,12 @@ class Simulation:
         self.metrics: list[RoundMetrics] = []
         self.events: list[dict[str, Any]] = []
         self.eval_rows = self._eval_rows()
+        self.x_eval, self.y_eval = self.dataset.x_test, self.dataset.y_test
+        if cfg.test_subset is not None and cfg.test_subset < len(self.y_eval):
+            pick = np.random.default_rng(cfg.seed + 5).choice(
+                len(self.y_eval), size=cfg.test_subset, replace=False)
+            sel = torch.from_numpy(np.sort(pick))
+            self.x_eval, self.y_eval = self.x_eval[sel], self.y_eval[sel]
 
     # ------------------------------------------------------------------ API
     @property
@@ -486,7 +493,7 @@ class Simulation:
         rows = torch.stack([snap[i] for i in sorted(snap)])
         chosen = [i for i in self.eval_rows if i in snap] or sorted(snap)
         sel = torch.stack([snap[i] for i in chosen])
-        acc = self.trainer.evaluate(sel, self.dataset.x_test, self.dataset.y_test)
+        acc = self.trainer.evaluate(sel, self.x_eval, self.y_eval)
         mean = rows.mean(0, keepdim=True)
         cons = float(((rows - mean) ** 2).sum(1).mean().sqrt())
         m = RoundMetrics(

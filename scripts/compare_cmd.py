@@ -36,6 +36,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--batch-size", type=positive_int, default=SimulationConfig().batch_size)
     p.add_argument("--local-epochs", type=positive_int, default=1)
     p.add_argument("--eval-peers", type=positive_int, default=None)
+    p.add_argument("--test-subset", type=positive_int, default=None)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
     p.add_argument("--out", type=Path, default=Path("runs/compare"))
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds, topology=args.topology, split=args.split, model=args.model,
         dataset=args.dataset, lr=args.lr, batch_size=args.batch_size,
         local_epochs=args.local_epochs, eval_peers=args.eval_peers, seed=args.seed,
+        test_subset=args.test_subset,
         data_dir=args.data_dir,
     )
     runs = [(p, a) for p in args.peers for a in args.aggregators]

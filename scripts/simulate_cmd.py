@@ -58,6 +58,8 @@ def add_parser(sub: Any) -> None:
                    help="Sybil identities echoing one poisoned update")
     p.add_argument("--relay-fraction", type=probability, default=0.0,
                    help="fraction of peers that hold no data (relay only)")
+    p.add_argument("--test-subset", type=positive_int, default=None,
+                   help="evaluate on a seeded subset of this many test samples")
     p.add_argument("--sign", action="store_true",
                    help="sign and verify every message (slower; always on in real mode)")
     p.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
@@ -88,6 +90,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         fanout=args.fanout,
         min_updates=args.min_updates,
         eval_peers=args.eval_peers,
+        test_subset=args.test_subset,
         sign=args.sign,
         data_dir=args.data_dir,
         attack=args.attack,

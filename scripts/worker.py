@@ -188,6 +188,13 @@ async def _report_neighbours(hosted: list[Hosted], emit: Emitter) -> None:
         await asyncio.sleep(0.25)
 
 
+def _failure(task: asyncio.Task[None]) -> str | None:
+    if task.cancelled():
+        return None
+    err = task.exception()
+    return None if err is None else f"{type(err).__name__}: {err}"
+
+
 async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
     import torch
 
@@ -223,7 +230,7 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
         if go.is_set() and not stop.is_set():
             for h in hosted:
                 h.task = asyncio.ensure_future(h.runtime.run(h.start_round))
-            pending = {h.task for h in hosted if h.task is not None}
+            pending: set[asyncio.Future[Any]] = {h.task for h in hosted if h.task is not None}
             stopper = asyncio.ensure_future(stop.wait())
             while pending and not stop.is_set():
                 done, pending = await asyncio.wait(
@@ -231,12 +238,10 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
                 )
                 pending.discard(stopper)
                 for h in hosted:
-                    if h.task in done:
-                        exc = None if h.task is None or h.task.cancelled() \
-                            else h.task.exception()
-                        if exc is not None:
-                            emit({"i": h.spec.index, "event": "error",
-                                  "message": f"{type(exc).__name__}: {exc}"})
+                    if h.task is not None and h.task in done:
+                        failure = _failure(h.task)
+                        if failure is not None:
+                            emit({"i": h.spec.index, "event": "error", "message": failure})
                             code = 1
                         emit({"i": h.spec.index, "event": "stopped",
                               "round": h.runtime.peer.round})

@@ -7,6 +7,7 @@ fixed sleeps. The 4-peer run is the CI one (well under 90 s); bigger runs are `s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -53,10 +54,8 @@ def events(out: Path) -> list[dict[str, object]]:
     lines = path.read_text().splitlines()
     result = []
     for line in lines:
-        try:
+        with contextlib.suppress(ValueError):  # a line being written
             result.append(json.loads(line))
-        except ValueError:  # a line being written
-            pass
     return result
 
 
