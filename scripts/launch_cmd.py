@@ -57,13 +57,16 @@ from rumor.protocols.errors import ConfigError, RumorError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import nonneg_int, positive_float, positive_int
 
-MAX_WORKERS_AUTO = 8  # 64 peers -> 8 per process; ~0.3 GB of torch per process
+MAX_PER_PROCESS_AUTO = 8  # 64 peers in 8 processes; ~0.3 GB of torch per process
 LINE_LIMIT = 256 << 20  # a round event carries the model vector (base64)
 
 
-def default_per_process(peers: int) -> int:
-    """K so that the launch uses at most MAX_WORKERS_AUTO processes."""
-    return max(1, math.ceil(peers / MAX_WORKERS_AUTO))
+def default_per_process(peers: int, cpus: int | None = None) -> int:
+    """K: one process per core (imports and training of a process share one GIL), but
+    at most 8 peers a process (their hosts share it too). 2 cores: 8 peers -> 2 x 4,
+    64 peers -> 8 x 8. Each process pays ~0.3 GB for torch; a peer ~30-60 MB more."""
+    cores = cpus or os.cpu_count() or 2
+    return max(1, min(MAX_PER_PROCESS_AUTO, math.ceil(peers / cores)))
 
 
 def add_parser(sub: Any) -> None:
@@ -77,7 +80,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rounds", type=positive_int, default=None,
                    help="stop after R rounds (default: run until Ctrl-C)")
     p.add_argument("--per-process", type=positive_int, default=None, metavar="K",
-                   help=f"peers per worker process (default: ceil(N/{MAX_WORKERS_AUTO}))")
+                   help="peers per worker process (default: ceil(N / cores), at most "
+                   f"{MAX_PER_PROCESS_AUTO})")
     p.add_argument("--out", type=Path, default=Path("runs/launch"), help="output directory")
     p.add_argument("--base-dir", type=Path, default=None,
                    help="peers' data dirs (identity, checkpoints) go to BASE/peer-XX; "
@@ -88,8 +92,9 @@ def add_parser(sub: Any) -> None:
                    help="TCP port of the bootstrap node (default: any free port)")
     p.add_argument("--api-port-base", type=nonneg_int, default=0,
                    help="peer i serves its HTTP API on BASE+i (default: any free port)")
-    p.add_argument("--discovery-interval", type=positive_float, default=5.0,
-                   help="seconds between a peer's DHT lookups")
+    p.add_argument("--discovery-interval", type=positive_float, default=None,
+                   help="seconds between a peer's DHT lookups (default max(5, N/8): "
+                   "the bootstrap serves only ~12 DHT streams at once)")
     p.add_argument("--ready-timeout", type=positive_float, default=None,
                    help="seconds to wait for peers to come up and find neighbours before "
                    "starting rounds anyway (default 60 + N)")
@@ -227,6 +232,7 @@ class Launcher:
         self.n: int = args.peers
         self.k: int = args.per_process or default_per_process(self.n)
         self.rounds: int | None = args.rounds
+        self.discovery_interval: float = args.discovery_interval or max(5.0, self.n / 8)
         self.node_cfg = replace(node_config(args, shard=0, rounds=args.rounds), shards=self.n)
         self.node_cfg.validate()
         self.out: Path = args.out
@@ -267,7 +273,7 @@ class Launcher:
             "shard": None,
             "peers": self.n,
             "per_process": self.k,
-            "discovery_interval": self.args.discovery_interval,
+            "discovery_interval": self.discovery_interval,
             "mode": "launch",
         }
 
@@ -308,8 +314,8 @@ class Launcher:
                 for i in indices
             ],
             "bootstrap": [self.bootstrap_addr],
-            "discovery_interval": self.args.discovery_interval,
-            "join_stagger": max(1.0, 0.1 * self.n),
+            "discovery_interval": self.discovery_interval,
+            "join_stagger": max(1.0, 0.25 * self.n),
             "peer_stagger": 0.2,
             "wait_for_go": True,
             "send_vectors": True,
@@ -358,7 +364,8 @@ class Launcher:
         self._event_log({"event": "worker_exit", "worker": w.index, "code": w.proc.returncode})
         for i in w.peers:
             self.peers[i].alive = False
-        if not w.expected_exit and self.stop_reason is None:
+        done = w.proc.returncode == 0 and all(self.peers[i].finished for i in w.peers)
+        if not w.expected_exit and not done and self.stop_reason is None:
             msg = f"worker {w.index} (peers {w.peers[0]}..{w.peers[-1]}) exited with code " \
                   f"{w.proc.returncode}; see {self.out / 'logs' / f'worker-{w.index}.log'}"
             self.errors.append(msg)
