@@ -101,6 +101,11 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.aggregator == "help":
+        from rumor import aggregation
+
+        print("\n".join([*aggregation.names(), "fedavg", "vc:<rule>"]))
+        return 0
     cfg = config_from_args(args)
     console = Console(stderr=True)
     out: Path = args.out
