@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -e '.[dev]'
+	# byzfl is the test oracle for the aggregation rules; --no-deps keeps pip from
+	# pulling torchvision (a multi-GB CUDA build) next to our CPU torch
+	$(BIN)/pip install --quiet --no-deps byzfl==0.0.11
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -9,6 +9,9 @@ runs the rule and then ``variance_correct(out, {own} ∪ updates, layout)`` (mod
 rumor.aggregation.variance); it takes the extra params ``layout=`` and ``tau2_from=``.
 These composed names are resolved by ``get`` only: they are not keys of REGISTRY and
 not listed by ``names()``.
+
+Stateful defenses (one instance per peer, explicit checkpointable state) live in
+``DEFENSES`` / ``make_defense(name)``; see rumor.aggregation.stateful.
 """
 
 from rumor.aggregation import centered_clipping as _centered_clipping  # noqa: F401
@@ -22,11 +25,23 @@ from rumor.aggregation import trimmed_mean as _trimmed_mean  # noqa: F401
 from rumor.aggregation import variance_corrected as _variance_corrected  # noqa: F401
 from rumor.aggregation import weighted_mean as _weighted_mean  # noqa: F401
 from rumor.aggregation.layout import LayerSlice, Layout, single_tensor_layout
+from rumor.aggregation.stateful import (
+    DEFENSES,
+    Defense,
+    defense_names,
+    make_defense,
+    register_defense,
+)
 from rumor.aggregation.registry import REGISTRY, Rule, get, names, register
 from rumor.aggregation.variance import corrected, variance_correct
 
 __all__ = [
+    "DEFENSES",
     "REGISTRY",
+    "Defense",
+    "defense_names",
+    "make_defense",
+    "register_defense",
     "LayerSlice",
     "Layout",
     "Rule",

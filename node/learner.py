@@ -17,7 +17,8 @@ import numpy.typing as npt
 import torch
 
 from rumor.node.data import Dataset
-from rumor.node.merging import merge_updates, resolve_rule
+from rumor import aggregation
+from rumor.node.merging import is_stateful, merge_updates, resolve_rule
 from rumor.node.trainer import BatchedTrainer
 from rumor.protocols.events import ReceivedUpdate
 
@@ -60,7 +61,12 @@ class Learner:
         )
         self.params = params.detach().to(torch.float32).clone()
         self.rule = resolve_rule(config.aggregator)
+        self.defense = (
+            aggregation.make_defense(config.aggregator, **config.rule_params)
+            if is_stateful(config.aggregator) else None
+        )
         self.last_accuracy: float | None = None
+        self._round = 0
 
     @property
     def dimension(self) -> int:
@@ -71,6 +77,7 @@ class Learner:
         return len(self.indices)
 
     def train(self, round_: int) -> npt.NDArray[np.float32]:
+        self._round = round_
         out = self.trainer.train(
             self.params[None],
             [self.indices],
@@ -90,6 +97,8 @@ class Learner:
             f=self.config.f,
             layout=self.trainer.layout,
             params=self.config.rule_params,
+            defense=self.defense,
+            round_=self._round,
         )
         return self.params.numpy().copy()
 

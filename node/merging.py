@@ -26,8 +26,14 @@ def needs_layout(name: str) -> bool:
 
 
 def resolve_rule(name: str) -> aggregation.Rule | None:
-    """The registered rule, or None for FedAvg (handled here)."""
-    return None if name == FEDAVG else aggregation.get(name)
+    """The registered rule, or None for FedAvg and stateful defenses (handled here)."""
+    if name == FEDAVG or name in aggregation.DEFENSES:
+        return None
+    return aggregation.get(name)
+
+
+def is_stateful(name: str) -> bool:
+    return name in aggregation.DEFENSES
 
 
 def merge_updates(
@@ -39,8 +45,21 @@ def merge_updates(
     f: int,
     layout: Layout,
     params: dict[str, Any] | None = None,
+    defense: aggregation.Defense | None = None,
+    round_: int = 0,
 ) -> torch.Tensor:
-    """The merged model vector (a new tensor; ``own`` is not modified)."""
+    """The merged model vector (a new tensor; ``own`` is not modified).
+
+    ``defense`` (a per-peer stateful defense) takes precedence over ``rule``; it is
+    called even with no updates so it can update its state.
+    """
+    if defense is not None:
+        if updates:
+            stack = torch.from_numpy(np.stack([u.vector for u in updates]).astype(np.float32))
+        else:
+            stack = own.new_zeros((0, own.shape[0]))
+        return defense.merge(own.clone(), stack, [u.sender for u in updates],
+                             round=round_, f=f)
     if not updates:
         return own.clone()
     stack = torch.from_numpy(np.stack([u.vector for u in updates]).astype(np.float32))

@@ -38,7 +38,7 @@ from rumor.node.attacks import (
     parse_attack,
 )
 from rumor.node.data import load_dataset, split_indices
-from rumor.node.merging import FEDAVG, merge_updates, resolve_rule
+from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
 from rumor.node.models import init_params
 from rumor.node.results import RoundMetrics
 from rumor.node.simnet import LinkModel, SimNetwork
@@ -112,7 +112,8 @@ class SimulationConfig:
             raise ConfigError("--rounds must be >= 1")
         if self.init not in ("same", "independent"):
             raise ConfigError("--init must be 'same' or 'independent'")
-        if self.aggregator != FEDAVG and self.aggregator not in aggregation.names():
+        if (self.aggregator != FEDAVG and self.aggregator not in aggregation.names()
+                and self.aggregator not in aggregation.DEFENSES):
             try:
                 aggregation.get(self.aggregator)
             except AggregationError as exc:
@@ -222,6 +223,7 @@ class Simulation:
         self.d = self.params.shape[1]
         self.layout: Layout = self.trainer.layout
         self.rule = resolve_rule(cfg.aggregator)
+        self.defenses: dict[int, aggregation.Defense] = {}
         self.net = SimNetwork(LinkModel(cfg.latency, cfg.loss), cfg.seed)
         self.ids = [peer_identity(cfg.seed, i) for i in range(self.total)]
         self.index_of = {ident.peer_id: i for i, ident in enumerate(self.ids)}
@@ -416,6 +418,12 @@ class Simulation:
         return float((pred == dst).float().mean())
 
     def _merge(self, i: int, c: Merge) -> None:
+        defense = None
+        if is_stateful(self.config.aggregator):
+            defense = self.defenses.get(i)
+            if defense is None:
+                defense = self.defenses[i] = aggregation.make_defense(
+                    self.config.aggregator, **self.config.rule_params)
         self.params[i] = merge_updates(
             self.config.aggregator,
             self.rule,
@@ -424,6 +432,8 @@ class Simulation:
             f=self.config.f,
             layout=self.layout,
             params=self.config.rule_params,
+            defense=defense,
+            round_=c.round,
         )
         self._record(i, c.round)
 
