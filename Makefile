@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(PKGS) tests benchmarks
 	@rm -rf .typecheck && mkdir -p .typecheck/rumor
 	@for p in $(PKGS); do ln -s ../../$$p .typecheck/rumor/$$p; done
-	cd .typecheck && ../$(BIN)/mypy --strict --no-namespace-packages -p rumor.node -p rumor.protocols -p rumor.aggregation -p rumor.topology -p rumor.scripts
+	cd .typecheck && ../$(BIN)/mypy --strict --config-file ../pyproject.toml -p rumor.node -p rumor.protocols -p rumor.aggregation -p rumor.topology -p rumor.scripts
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.codec

@@ -25,6 +25,7 @@ from rumor.aggregation import trimmed_mean as _trimmed_mean  # noqa: F401
 from rumor.aggregation import variance_corrected as _variance_corrected  # noqa: F401
 from rumor.aggregation import weighted_mean as _weighted_mean  # noqa: F401
 from rumor.aggregation.layout import LayerSlice, Layout, single_tensor_layout
+from rumor.aggregation.registry import REGISTRY, Rule, get, names, register
 from rumor.aggregation.stateful import (
     DEFENSES,
     Defense,
@@ -32,23 +33,22 @@ from rumor.aggregation.stateful import (
     make_defense,
     register_defense,
 )
-from rumor.aggregation.registry import REGISTRY, Rule, get, names, register
 from rumor.aggregation.variance import corrected, variance_correct
 
 __all__ = [
     "DEFENSES",
     "REGISTRY",
     "Defense",
-    "defense_names",
-    "make_defense",
-    "register_defense",
     "LayerSlice",
     "Layout",
     "Rule",
     "corrected",
+    "defense_names",
     "get",
+    "make_defense",
     "names",
     "register",
+    "register_defense",
     "single_tensor_layout",
     "variance_correct",
 ]

@@ -16,8 +16,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from rumor.node.data import Dataset
 from rumor import aggregation
+from rumor.node.data import Dataset
 from rumor.node.merging import is_stateful, merge_updates, resolve_rule
 from rumor.node.trainer import BatchedTrainer
 from rumor.protocols.events import ReceivedUpdate

@@ -99,7 +99,7 @@ def encode(
             raise ValueError("signing needs the sender's Identity, not its PeerID bytes")
         signature = sender.sign(digest(kind, swarm, sender_bytes, round_, seq, body))
     t = body.tensor
-    return msgpack.packb(
+    packed: bytes = msgpack.packb(
         {
             "v": WIRE_VERSION,
             "k": kind.value,
@@ -116,6 +116,7 @@ def encode(
         },
         use_bin_type=True,
     )
+    return packed
 
 
 def _unpack(raw: bytes, limits: Limits, max_bin: int) -> Any:

@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
 from rumor.node.simulation import Simulation, SimulationConfig
@@ -106,8 +113,10 @@ def run(args: argparse.Namespace) -> int:
             task = progress.add_task(f"{p} peers {a}", total=cfg.rounds, acc=0.0)
             t0 = time.perf_counter()
             sim = Simulation(cfg)
-            rows = sim.run(lambda m, t=task: progress.update(t, completed=m.round,
-                                                             acc=m.acc_mean))
+            def on_round(m: RoundMetrics, t: TaskID = task) -> None:
+                progress.update(t, completed=m.round, acc=m.acc_mean)
+
+            rows = sim.run(on_round)
             wall = time.perf_counter() - t0
             d = out / f"{p}p-{a}"
             d.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
 from rumor.node.scenario import Scenario, load_scenario
@@ -119,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
                                      alive=sc.config.peers)
             t0 = time.perf_counter()
             sim = Simulation(sc.config)
-            rows = sim.run(lambda m, t=task: progress.update(
-                t, completed=m.round, acc=m.acc_mean, alive=m.peers_alive))
+            def on_round(m: RoundMetrics, t: TaskID = task) -> None:
+                progress.update(t, completed=m.round, acc=m.acc_mean, alive=m.peers_alive)
+
+            rows = sim.run(on_round)
             wall = time.perf_counter() - t0
             d = out / sc.name
             d.mkdir(parents=True, exist_ok=True)

@@ -61,7 +61,7 @@ def test_shipped_scenarios_parse(tmp_path: Path) -> None:
 def test_bad_scenario_names_the_file_and_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('[network]\npeers = 10\ncolour = "red"\n')
-    with pytest.raises(ConfigError, match="bad.toml.*colour"):
+    with pytest.raises(ConfigError, match=r"bad\.toml.*colour"):
         load_scenario(bad)
     bad.write_text('[[timeline]]\naction = "explode"\nat = 1\n')
     with pytest.raises(ConfigError, match="action"):
