@@ -20,7 +20,9 @@ from rumor.aggregation import geometric_median as _geometric_median  # noqa: F40
 from rumor.aggregation import krum as _krum  # noqa: F401
 from rumor.aggregation import mean as _mean  # noqa: F401  (registers)
 from rumor.aggregation import median as _median  # noqa: F401
+from rumor.aggregation import monna as _monna  # noqa: F401  (registers a defense)
 from rumor.aggregation import nna as _nna  # noqa: F401
+from rumor.aggregation import sybilwall as _sybilwall  # noqa: F401  (registers a defense)
 from rumor.aggregation import trimmed_mean as _trimmed_mean  # noqa: F401
 from rumor.aggregation import variance_corrected as _variance_corrected  # noqa: F401
 from rumor.aggregation import weighted_mean as _weighted_mean  # noqa: F401

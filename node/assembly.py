@@ -7,6 +7,7 @@ when one exists (same identity, next round).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 
 from rumor.node.checkpoint import load_checkpoint
-from rumor.node.data import load_dataset, split_indices
+from rumor.node.data import Dataset, load_dataset, split_indices
 from rumor.node.learner import Learner, LearnerConfig
 from rumor.node.merging import FEDAVG, resolve_rule
 from rumor.node.models import init_params
@@ -62,6 +63,12 @@ class NodeConfig:
             raise ConfigError(str(exc)) from None
 
 
+@functools.lru_cache(maxsize=4)
+def _shared_dataset(name: str, data_dir: str | None) -> Dataset:
+    """One copy of a dataset per process: peers hosted together share it read-only."""
+    return load_dataset(name, data_dir)
+
+
 def shard_for(peer_id: str, shards: int) -> int:
     """A peer's default data shard: a stable hash of its PeerID."""
     return int.from_bytes(hashlib.sha256(peer_id.encode()).digest()[:8], "big") % shards
@@ -77,7 +84,7 @@ def build_runtime(
 ) -> tuple[NodeRuntime, int]:
     """The runtime and the round to start from (0, or the checkpoint's next round)."""
     config.validate()
-    dataset = load_dataset(config.dataset, config.dataset_dir)
+    dataset = _shared_dataset(config.dataset, config.dataset_dir)
     shard = config.shard if config.shard is not None else shard_for(identity.peer_id, config.shards)
     parts = split_indices(dataset.y_train.numpy(), config.shards, config.split, config.seed)
     indices = np.asarray(parts[shard], dtype=np.int64)

@@ -29,6 +29,7 @@ import torch
 
 from rumor import aggregation
 from rumor.aggregation.layout import Layout
+from rumor.aggregation.monna import DEFAULT_BETA as MONNA_BETA
 from rumor.node.attacks import (
     AttackContext,
     AttackSpec,
@@ -104,6 +105,12 @@ class SimulationConfig:
     sybil_noise: float = 0.001
     timeline: tuple[TimelineEvent, ...] = ()
     rule_params: dict[str, Any] = field(default_factory=dict)
+    polyak_beta: float | None = None  # persistent Polyak momentum; "monna" defaults to 0.99
+
+    def effective_polyak_beta(self) -> float | None:
+        if self.polyak_beta is not None:
+            return self.polyak_beta
+        return MONNA_BETA if self.aggregator == "monna" else None
 
     def validate(self) -> None:
         if self.peers < 1:
@@ -132,6 +139,9 @@ class SimulationConfig:
             raise ConfigError("--loss must be in [0, 1)")
         if self.lr <= 0 or self.batch_size < 1 or self.local_epochs < 1:
             raise ConfigError("--lr, --batch-size and --local-epochs must be positive")
+        beta = self.effective_polyak_beta()
+        if beta is not None and (not 0.0 <= beta < 1.0 or self.momentum):
+            raise ConfigError("polyak_beta must be in [0, 1) and needs momentum 0")
 
 
 def peer_identity(seed: int, index: int) -> Identity:
@@ -221,6 +231,9 @@ class Simulation:
             rows.append(init_params(cfg.model, shape, ncls, s))
         self.params = torch.stack(rows)
         self.d = self.params.shape[1]
+        self.polyak_beta = cfg.effective_polyak_beta()
+        self.momentum_state = (torch.zeros_like(self.params)
+                               if self.polyak_beta is not None else None)
         self.layout: Layout = self.trainer.layout
         self.rule = resolve_rule(cfg.aggregator)
         self.defenses: dict[int, aggregation.Defense] = {}
@@ -375,6 +388,7 @@ class Simulation:
             out = self.trainer.train(
                 self.params, self.indices, seed=self.config.seed, round=r, rows=rows,
                 label_maps=self._label_maps or None,
+                momentum_state=self.momentum_state, polyak_beta=self.polyak_beta,
             )
             sent = self._poison(rows, base, out, r) if self.attack else out
             for k, p in enumerate(rows):
@@ -417,13 +431,37 @@ class Simulation:
         pred = self.trainer.predict(self.params[rows], self.dataset.x_test[mask])
         return float((pred == dst).float().mean())
 
+    def _defense(self, i: int) -> aggregation.Defense:
+        defense = self.defenses.get(i)
+        if defense is None:
+            params = dict(self.config.rule_params)
+            if self.config.aggregator == "sybilwall":
+                params.setdefault("seed", self.config.seed * 7919 + i)
+            defense = self.defenses[i] = aggregation.make_defense(
+                self.config.aggregator, **params)
+        return defense
+
+    def _gossip_defense_state(self, i: int, defense: aggregation.Defense) -> None:
+        """Defenses that gossip (SybilWall's forwarded vectors): hand what honest peer i
+        forwards to its live honest neighbours' defenses, out of band (not counted in
+        messages/bytes; instantaneous)."""
+        take = getattr(defense, "take_outbox", None)
+        if take is None:
+            return
+        items = take()
+        if not items or i in self.byzantine or i >= self.config.peers:
+            return
+        g = self._graph_now if self._graph_now is not None else self.graph
+        for q in sorted(g.neighbors(i)):
+            if q in self.alive and q < self.config.peers and q not in self.byzantine:
+                receive = getattr(self._defense(q), "receive", None)
+                if receive is not None:
+                    receive(items, me=self.ids[q].peer_id)
+
     def _merge(self, i: int, c: Merge) -> None:
         defense = None
         if is_stateful(self.config.aggregator):
-            defense = self.defenses.get(i)
-            if defense is None:
-                defense = self.defenses[i] = aggregation.make_defense(
-                    self.config.aggregator, **self.config.rule_params)
+            defense = self._defense(i)
         self.params[i] = merge_updates(
             self.config.aggregator,
             self.rule,
@@ -435,6 +473,8 @@ class Simulation:
             defense=defense,
             round_=c.round,
         )
+        if defense is not None:
+            self._gossip_defense_state(i, defense)
         self._record(i, c.round)
 
     def _record(self, i: int, round_: int) -> None:

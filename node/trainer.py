@@ -15,6 +15,16 @@ no Nesterov)::
     buf = momentum * buf + g          (buf starts at 0 every round)
     w   = w - lr * (buf if momentum else g)
 
+Opt-in persistent Polyak momentum (MoNNA): ``train(..., momentum_state=M,
+polyak_beta=beta)`` with M a ``(P, d)`` float32 tensor instead uses, per step::
+
+    m   = beta * m + (1 - beta) * g   (m = M[p] at the start of the round)
+    w   = w - lr * m
+
+and writes each trained peer's final m back into M[p] (M is the one argument that is
+modified in place), so the momentum carries over from round to round. ``momentum``
+must then be 0.
+
 Minibatches. Every peer draws from its own index list through its own generator,
 ``numpy.random.Generator(PCG64(SeedSequence([seed, round, peer])))``, so a peer's
 batches depend only on (seed, round, peer id) and never on which other peers share
@@ -208,6 +218,8 @@ class BatchedTrainer:
         rows: Sequence[int] | npt.NDArray[np.integer] | None = None,
         steps: int | None = None,
         label_maps: Mapping[int, LabelMap] | None = None,
+        momentum_state: torch.Tensor | None = None,
+        polyak_beta: float | None = None,
     ) -> torch.Tensor:
         """One round of local SGD for the peers ``rows`` (default: all) of ``params``.
 
@@ -215,7 +227,10 @@ class BatchedTrainer:
         (``len(peer_indices) == P``); ``label_maps[p]`` (optional) relabels peer p's
         data (label flipping). Peer p's batches come from ``peer_generator(seed,
         round, p)``. Returns a new ``(len(rows), d)`` tensor; ``params`` is untouched.
+        ``momentum_state`` (P, d) float32 with ``polyak_beta``: persistent Polyak
+        momentum (module docstring); rows of trained peers are updated in place.
         """
+        polyak = self._check_polyak(params, momentum_state, polyak_beta)
         w_all = self._check_params(params)
         if len(peer_indices) != w_all.shape[0]:
             raise ValueError(f"{len(peer_indices)} index lists for {w_all.shape[0]} peers")
@@ -237,16 +252,39 @@ class BatchedTrainer:
                     [label_map_tensor(label_maps.get(p), self.num_classes) for p in peers]
                 )
             indices = [peer_indices[p] for p in peers]
+            buf = None
+            if polyak is not None:
+                buf = polyak[0][torch.as_tensor(peers, dtype=torch.int64)].contiguous()
             if pos[-1] - pos[0] + 1 == len(pos):  # a run of rows: train the view in place
                 self._train_rows(
-                    out[pos[0]:pos[-1] + 1], indices, peers, seed, round, steps, maps
+                    out[pos[0]:pos[-1] + 1], indices, peers, seed, round, steps, maps, buf,
+                    None if polyak is None else polyak[1],
                 )
             else:
                 pos_t = torch.as_tensor(pos, dtype=torch.int64)
                 out[pos_t] = self._train_rows(
-                    out[pos_t], indices, peers, seed, round, steps, maps
+                    out[pos_t], indices, peers, seed, round, steps, maps, buf,
+                    None if polyak is None else polyak[1],
                 )
+            if polyak is not None and buf is not None:
+                polyak[0][torch.as_tensor(peers, dtype=torch.int64)] = buf
         return out
+
+    def _check_polyak(
+        self, params: torch.Tensor, state: torch.Tensor | None, beta: float | None
+    ) -> tuple[torch.Tensor, float] | None:
+        if state is None and beta is None:
+            return None
+        if state is None or beta is None:
+            raise ConfigError("persistent momentum needs both momentum_state and polyak_beta")
+        if not 0.0 <= beta < 1.0:
+            raise ConfigError(f"polyak_beta must be in [0, 1), got {beta}")
+        if self.momentum:
+            raise ConfigError("polyak_beta and momentum > 0 cannot be combined")
+        if state.shape != params.shape or state.dtype != torch.float32:
+            raise ValueError(f"momentum_state must be float32 of shape {tuple(params.shape)}, "
+                             f"got {state.dtype} {tuple(state.shape)}")
+        return state, float(beta)
 
     def _train_rows(
         self,
@@ -257,12 +295,15 @@ class BatchedTrainer:
         round: int,
         steps: int,
         maps: torch.Tensor | None,
+        polyak_buf: torch.Tensor | None = None,
+        polyak_beta: float | None = None,
     ) -> torch.Tensor:
         """Train the contiguous ``(B, d)`` rows ``w`` in place for ``steps``; returns w.
 
         ``w`` must not alias the caller's ``params``. The update runs per parameter
         tensor on views of ``w`` (and of the momentum buffer), so no (B, d) gradient is
-        ever assembled.
+        ever assembled. ``polyak_buf`` (B, d), with ``polyak_beta``, is the persistent
+        Polyak momentum of these rows, updated in place.
         """
         sched = torch.from_numpy(np.stack([
             batch_schedule(ix, steps, self.batch_size, peer_generator(seed, round, p))
@@ -271,6 +312,8 @@ class BatchedTrainer:
         single = w.shape[0] == 1
         views = self._views(w)
         bufs = self._views(torch.zeros_like(w)) if self.momentum else None
+        pbufs = self._views(polyak_buf) if polyak_buf is not None else None
+        pbeta = 0.0 if polyak_beta is None else float(polyak_beta)
         with torch.no_grad():
             for s in range(steps):
                 idx = sched[:, s]
@@ -290,6 +333,8 @@ class BatchedTrainer:
                         step.add_(wv, alpha=self.weight_decay)
                     if bufs is not None:
                         step = bufs[name].mul_(self.momentum).add_(step)
+                    elif pbufs is not None:
+                        step = pbufs[name].mul_(pbeta).add_(step, alpha=1.0 - pbeta)
                     wv.add_(step, alpha=-self.lr)
         return w
 

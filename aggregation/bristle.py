@@ -1,0 +1,210 @@
+"""Bristle's pure parts: prioritizer, per-peer scores, weights and the per-class merge.
+
+Bristle (Verbraeken, de Vos, Pouwelse 2021) freezes every layer but the output layer
+(transfer learning), so a peer's model here is one ``(C, h + 1)`` matrix: row c is
+class c's weights with its bias in the last column ("class column" c). Each round
+peer i does::
+
+    chosen = prioritize(own, received, k_close=20, k_random=5, rng)
+        # the k_close received layers nearest to own (Euclidean), plus k_random
+        # others drawn at random (exploration); i only sees what it received
+    f1_own, f1_j = per-class F1 on i's small IID validation set   (node side)
+    state.update(senders, f1_own, f1_j, familiar)                  (scores)
+    w = state.weights(senders, f1_j, familiar)                     (trust x certainty)
+    new = merge_per_class(own, layers, f1_own, f1_j, w)
+
+Score (per sender, kept across rounds; only classes the peer trains on, "familiar",
+are compared, since own F1 on a class it never saw says nothing)::
+
+    for each familiar class c:  d = f1_j[c] - f1_own[c],  delta = 10 * |d|
+        d > 0:  s_j += delta ** (3 + f1_j[c])
+        d < 0:  s_j -= delta ** (4 + f1_j[c])
+    s_j is clipped to [-score_clip, score_clip] (our addition, see below)
+
+Weight of a sender::
+
+    trust_j     = max(0, 10 * sigmoid(s_j / 100) - 4)      (1 for a new sender, 0 below
+                                                            s ~ -40.5, at most 6)
+    certainty_j = max(0, mean(f1_j[familiar]) - std(f1_j[familiar]))
+    w_j         = trust_j * certainty_j
+
+Per-class merge (class columns are merged separately)::
+
+    new[c] = (f1_own[c] * own[c] + sum_j w_j * f1_j[c] * L_j[c])
+             / (f1_own[c] + sum_j w_j * f1_j[c])        (own[c] when the sum is 0)
+
+so on a class it never saw (own F1 ~ 0) a peer takes the column from trusted
+senders that do well on that class on its validation set, and on its own classes it
+keeps its column unless others are better. Deviations from the paper (which gives the
+score and weight formulas but not every detail): the per-class factor f1[c] in the
+merge, ``certainty`` over familiar classes only, and the score clip (default 1000),
+which keeps one bad round (delta up to 10 gives 10^5) from banning an honest peer
+forever. Everything here is pure: no I/O, no clock, randomness from the caller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import Tensor
+
+from rumor.protocols.errors import AggregationError
+
+FloatArray = npt.NDArray[np.float64]
+
+#: Bristle's defaults: the 20 nearest plus 5 random received layers per round.
+K_CLOSE = 20
+K_RANDOM = 5
+
+
+def prioritize(
+    own: Tensor,
+    candidates: Tensor,
+    *,
+    k_close: int = K_CLOSE,
+    k_random: int = K_RANDOM,
+    generator: np.random.Generator,
+) -> list[int]:
+    """Indices into ``candidates`` (n, D): the ``k_close`` nearest to ``own`` (D,)
+    by Euclidean distance (ties by index), then ``k_random`` drawn uniformly without
+    replacement from the rest. Returns all indices when n <= k_close + k_random."""
+    if candidates.dim() != 2 or candidates.shape[1] != own.reshape(-1).shape[0]:
+        raise AggregationError(
+            f"candidates must be (n, {own.numel()}), got {tuple(candidates.shape)}")
+    if k_close < 0 or k_random < 0:
+        raise AggregationError("k_close and k_random must be >= 0")
+    n = candidates.shape[0]
+    if n <= k_close + k_random:
+        return list(range(n))
+    dist = ((candidates - own.reshape(1, -1)) ** 2).sum(1).double().numpy()
+    order = np.lexsort((np.arange(n), dist))  # by distance, then index
+    close = [int(x) for x in order[:k_close]]
+    rest = [int(x) for x in order[k_close:]]
+    pick = generator.choice(len(rest), size=k_random, replace=False)
+    return close + sorted(rest[int(k)] for k in pick)
+
+
+def per_class_f1(confusion: npt.ArrayLike) -> FloatArray:
+    """Per-class F1 from confusion counts ``[..., true, predicted]`` (C, C) or
+    (P, C, C): 2 tp / (2 tp + fp + fn); 0 where a class is neither present nor
+    predicted."""
+    m = np.asarray(confusion, dtype=np.float64)
+    tp = np.diagonal(m, axis1=-2, axis2=-1)
+    fn = m.sum(-1) - tp
+    fp = m.sum(-2) - tp
+    den = 2 * tp + fp + fn
+    out: FloatArray = np.divide(2 * tp, den, out=np.zeros_like(tp), where=den > 0)
+    return out
+
+
+def score_delta(f1_own: FloatArray, f1_other: FloatArray, familiar: FloatArray | Sequence[bool]
+                ) -> float:
+    """The change of one sender's score from one evaluation (see the module docstring)."""
+    total = 0.0
+    for c in np.flatnonzero(np.asarray(familiar, dtype=bool)):
+        d = float(f1_other[c] - f1_own[c])
+        delta = 10.0 * abs(d)
+        if d > 0:
+            total += delta ** (3.0 + float(f1_other[c]))
+        elif d < 0:
+            total -= delta ** (4.0 + float(f1_other[c]))
+    return total
+
+
+def trust(score: float) -> float:
+    """max(0, 10 * sigmoid(score / 100) - 4)."""
+    z = score / 100.0
+    sig = 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+    return max(0.0, 10.0 * sig - 4.0)
+
+
+def certainty(f1: FloatArray, familiar: FloatArray | Sequence[bool]) -> float:
+    """max(0, mean - std) of ``f1`` over the familiar classes (0 if there are none)."""
+    mask = np.asarray(familiar, dtype=bool)
+    if not mask.any():
+        return 0.0
+    vals = np.asarray(f1, dtype=np.float64)[mask]
+    return max(0.0, float(vals.mean() - vals.std()))
+
+
+def merge_per_class(
+    own: Tensor, layers: Tensor, f1_own: FloatArray, f1_others: FloatArray,
+    weights: Sequence[float] | FloatArray,
+) -> Tensor:
+    """Merge output layers class column by class column (see the module docstring).
+
+    ``own`` (C, k), ``layers`` (n, C, k), ``f1_own`` (C,), ``f1_others`` (n, C),
+    ``weights`` (n,) >= 0. Returns a new (C, k) tensor; a column whose total weight is
+    0 stays own's.
+    """
+    if layers.dim() != 3 or layers.shape[1:] != own.shape:
+        raise AggregationError(
+            f"layers must be (n, {', '.join(map(str, own.shape))}), got {tuple(layers.shape)}")
+    n, c = layers.shape[0], own.shape[0]
+    fo = torch.as_tensor(np.asarray(f1_own, dtype=np.float64).reshape(c), dtype=torch.float64)
+    if n == 0:
+        return own.clone()
+    fj = torch.as_tensor(np.asarray(f1_others, dtype=np.float64).reshape(n, c),
+                         dtype=torch.float64)
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64).reshape(n), dtype=torch.float64)
+    if bool((w < 0).any()):
+        raise AggregationError("weights must be >= 0")
+    cw = w[:, None] * fj  # (n, C)
+    total = fo + cw.sum(0)  # (C,)
+    acc = fo[:, None] * own.double() + (cw[:, :, None] * layers.double()).sum(0)
+    safe = torch.where(total > 0, total, torch.ones_like(total))
+    merged = torch.where((total > 0)[:, None], acc / safe[:, None], own.double())
+    return merged.to(own.dtype)
+
+
+@dataclass
+class BristleState:
+    """One peer's Bristle memory: a score per sender (explicit, checkpointable)."""
+
+    score_clip: float = 1000.0
+    scores: dict[str, float] = field(default_factory=dict)
+
+    def update(self, senders: Sequence[str], f1_own: FloatArray, f1_others: FloatArray,
+               familiar: FloatArray | Sequence[bool]) -> None:
+        """Move each sender's score by its evaluation this round."""
+        for k, s in enumerate(senders):
+            new = self.scores.get(s, 0.0) + score_delta(f1_own, f1_others[k], familiar)
+            self.scores[s] = min(self.score_clip, max(-self.score_clip, new))
+
+    def weights(self, senders: Sequence[str], f1_others: FloatArray,
+                familiar: FloatArray | Sequence[bool]) -> FloatArray:
+        """w_j = trust(s_j) * certainty(f1_j) for each sender (unknown senders: s=0)."""
+        out = np.array([trust(self.scores.get(s, 0.0)) * certainty(f1_others[k], familiar)
+                        for k, s in enumerate(senders)], dtype=np.float64)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"score_clip": self.score_clip, "scores": dict(sorted(self.scores.items()))}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.score_clip = float(state["score_clip"])
+        self.scores = {str(k): float(v) for k, v in state["scores"].items()}
+
+
+def bristle_round(
+    state: BristleState,
+    own: Tensor,
+    layers: Tensor,
+    senders: Sequence[str],
+    f1_own: FloatArray,
+    f1_others: FloatArray,
+    familiar: FloatArray | Sequence[bool],
+) -> tuple[Tensor, FloatArray]:
+    """Integrator for already prioritized candidates: update scores, weigh, merge.
+    Returns the merged (C, k) layer and the weights used."""
+    if len(senders) != layers.shape[0]:
+        raise AggregationError(f"{len(senders)} senders for {layers.shape[0]} layers")
+    state.update(senders, f1_own, f1_others, familiar)
+    w = state.weights(senders, f1_others, familiar)
+    return merge_per_class(own, layers, f1_own, f1_others, w), w
