@@ -6,7 +6,7 @@ on (data poisoning). Spec strings: ``NAME[:param=value,...]``, e.g. ``alie``,
 attacks are omniscient, as in the papers: they see the honest peers' trained models of
 the same round (``AttackContext.honest``).
 
-| name        | sent vector x_a                                                         |
+| name        | what the attacker does                                                  |
 |-------------|-------------------------------------------------------------------------|
 | sign-flip   | base - scale * (trained - base)   (the update reversed and scaled)      |
 | gaussian    | trained + N(0, sigma^2) per coordinate                                  |
@@ -15,6 +15,9 @@ the same round (``AttackContext.honest``).
 | ipm         | -epsilon * mean(honest)  on the update, i.e. base - eps * mean(honest - base) |
 | free-ride   | base: the model it had before training (stale, no work)                 |
 | label-flip  | honest training on flipped labels (pairs=a-b;c-d, or all: y -> C-1-y)   |
+| backdoor    | honest training where a fraction (``fraction=0.5``) of its samples carry  |
+|             | a trigger (bottom-right ``size`` x ``size`` patch set to the max pixel)   |
+|             | and the label ``target=0``                                              |
 | sybil       | k Sybil identities echo one poisoned vector + N(0, noise^2)            |
 
 ``base`` is the attacker's model before local training; updates are vectors relative to
@@ -59,7 +62,7 @@ class AttackContext:
 
 
 Crafter = Callable[[AttackSpec, AttackContext], Tensor]
-DATA_ATTACKS = ("label-flip",)
+DATA_ATTACKS = ("label-flip", "backdoor")
 
 
 def alie_z(n: int, f: int) -> float:
@@ -152,3 +155,15 @@ def flip_target(spec: AttackSpec, num_classes: int) -> tuple[int, int]:
     m = label_map(spec, num_classes)
     src = min(m)
     return src, m[src]
+
+
+def add_trigger(x: Tensor, size: int) -> Tensor:
+    """A copy of images ``x`` (N, C, H, W) with the bottom-right size x size patch set to
+    the maximum pixel value found in ``x`` (the backdoor trigger)."""
+    out = x.clone()
+    out[..., -size:, -size:] = x.max()
+    return out
+
+
+def trigger_size(spec: AttackSpec, height: int) -> int:
+    return int(spec.get("size", max(2, height // 7)))

@@ -17,6 +17,7 @@ Same config and seed -> byte-identical metrics.csv.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import time as _time
 from collections.abc import Callable
@@ -33,10 +34,12 @@ from rumor.aggregation.monna import DEFAULT_BETA as MONNA_BETA
 from rumor.node.attacks import (
     AttackContext,
     AttackSpec,
+    add_trigger,
     craft,
     flip_target,
     label_map,
     parse_attack,
+    trigger_size,
 )
 from rumor.node.data import load_dataset, split_indices
 from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
@@ -202,10 +205,13 @@ class Simulation:
             self.num_samples += [len(share)] * cfg.sybils
         self.honest = [i for i in range(n) if i not in self.byzantine]
         self._label_maps: dict[int, dict[int, int]] = {}
+        self._backdoor: tuple[int, int] | None = None
         if self.attack is not None and self.attack.name == "label-flip":
             lm = label_map(self.attack, self.dataset.num_classes)
             for p in (*sorted(self.byzantine), *self.sybil_ids):
                 self._label_maps[p] = lm
+        if self.attack is not None and self.attack.name == "backdoor":
+            self._plant_backdoor(self.attack, sorted(self.byzantine) + self.sybil_ids, arng)
         self.graph = nx.Graph()
         self.graph.add_nodes_from(range(self.total))
         self.graph.add_edges_from(self.graph_edges)
@@ -420,9 +426,42 @@ class Simulation:
                 leader = sent[k]
         return sent
 
+    def _plant_backdoor(self, spec: AttackSpec, attackers: list[int],
+                        rng: np.random.Generator) -> None:
+        """Append triggered, relabelled copies of a fraction of each attacker's samples
+        to the (simulation-private) training set and point the attacker at them."""
+        ds = self.dataset
+        size = trigger_size(spec, ds.input_shape[-1])
+        target = int(spec.get("target", 0))
+        frac = spec.get("fraction", 0.5)
+        xs, ys = [ds.x_train], [ds.y_train]
+        total = ds.num_train
+        for p in attackers:
+            own = self.indices[p]
+            if len(own) == 0:
+                continue
+            k = max(1, round(frac * len(own)))
+            pick = np.sort(rng.choice(own, size=k, replace=False))
+            sel = torch.from_numpy(pick)
+            xs.append(add_trigger(ds.x_train[sel], size))
+            ys.append(torch.full((k,), target, dtype=torch.int64))
+            new = np.arange(total, total + k, dtype=np.int64)
+            total += k
+            self.indices[p] = np.concatenate([np.setdiff1d(own, pick), new])
+        self.dataset = dataclasses.replace(ds, x_train=torch.cat(xs), y_train=torch.cat(ys))
+        self._backdoor = (size, target)
+
     def attack_success(self) -> float | None:
         """Label flip: fraction of honest predictions on source-class test samples that
-        land on the target class (SybilWall's attack success rate); else None."""
+        land on the target class (SybilWall's attack success rate). Backdoor: fraction of
+        triggered test samples of other classes classified as the target. Else None."""
+        if self.attack is not None and self._backdoor is not None:
+            size, target = self._backdoor
+            mask = self.dataset.y_test != target
+            x = add_trigger(self.dataset.x_test[mask], size)
+            rows = [p for p in self.honest if p in self.alive]
+            pred = self.trainer.predict(self.params[rows], x)
+            return float((pred == target).float().mean())
         if self.attack is None or self.attack.name != "label-flip":
             return None
         src, dst = flip_target(self.attack, self.dataset.num_classes)

@@ -10,7 +10,17 @@ import sys
 from collections.abc import Sequence
 
 from rumor.protocols.errors import ConfigError, RumorError
-from rumor.scripts import compare_cmd, data_cmd, experiment_cmd, join_cmd, launch_cmd, simulate_cmd
+from rumor.scripts import (
+    bristle_cmd,
+    compare_cmd,
+    data_cmd,
+    experiment_cmd,
+    join_cmd,
+    launch_cmd,
+    modest_cmd,
+    robustness_cmd,
+    simulate_cmd,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -32,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare_cmd.add_parser(sub)
     experiment_cmd.add_parser(sub)
     launch_cmd.add_parser(sub)
+    bristle_cmd.add_parser(sub)
+    modest_cmd.add_parser(sub)
+    robustness_cmd.add_parser(sub)
     return parser
 
 

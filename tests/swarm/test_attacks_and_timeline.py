@@ -66,3 +66,13 @@ def test_bad_scenario_names_the_file_and_key(tmp_path: Path) -> None:
     bad.write_text('[[timeline]]\naction = "explode"\nat = 1\n')
     with pytest.raises(ConfigError, match="action"):
         load_scenario(bad)
+
+
+def test_backdoor_plants_a_trigger_that_honest_models_learn() -> None:
+    cfg = SimulationConfig(**BASE, aggregator="mean", attack="backdoor:target=0,fraction=0.8",  # type: ignore[arg-type]
+                           byzantine=4)
+    sim = Simulation(cfg)
+    sim.run()
+    assert sim.dataset.num_train > 1438  # triggered copies were appended
+    success = sim.attack_success()
+    assert success is not None and success > 0.15  # chance level would be ~0.1
