@@ -152,6 +152,8 @@ def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenar
         raise ConfigError(f"cannot read scenario {where}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    if "modest" in doc:
+        raise ConfigError(f"{where} is a MoDeST file: run `rumor modest --config {where}`")
     unknown = set(doc) - {"name", "description", "mode", "timeline", *_SECTIONS}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level keys {sorted(unknown)}")

@@ -219,6 +219,7 @@ class Simulation:
         self._applied: list[TimelineEvent] = []
         self._graph_now: nx.Graph | None = None
         self._start_round: dict[int, int] = {}
+        self._alive_learners: set[int] = set(range(cfg.peers))
         self._incarnation: dict[int, int] = {}
         shape, ncls = self.dataset.input_shape, self.dataset.num_classes
         self.trainer = BatchedTrainer(
@@ -526,9 +527,11 @@ class Simulation:
         """Emit metrics for every pending round that all expected live learners merged."""
         for r in sorted(self._snapshots):
             snap = self._snapshots[r]
-            expected = {p for p in self.alive if p < self.config.peers
-                        and self._start_round.get(p, 0) <= r}
-            if not expected <= snap.keys():
+            late = {p for p, start in self._start_round.items() if start > r}
+            n_expected = len(self._alive_learners - late)
+            if len(snap) < n_expected:  # cheap test first: O(P) checks only when full
+                return
+            if not (self._alive_learners - late) <= snap.keys():
                 return
             del self._snapshots[r]
             live = {p: v for p, v in snap.items() if p in self.alive}
@@ -546,6 +549,7 @@ class Simulation:
         self._graph_now = g_now
         before = set(self.alive)
         self.alive = {p for p in range(self.total) if p in g_now}
+        self._alive_learners = {p for p in self.alive if p < self.config.peers}
         for p in sorted(before - self.alive):
             self._training.pop(p, None)
             self._trained.pop(p, None)

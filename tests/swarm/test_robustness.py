@@ -9,7 +9,7 @@ from rumor.node.simulation import Simulation, SimulationConfig
 from rumor.scripts.cli import main
 
 # seed 1: the Sybils' shared data slice holds class 0, so the 0<->1 flip bites
-SYBIL = dict(peers=30, rounds=20, topology="rgg:0.2:maxdeg=7", split="dirichlet:0.1",
+SYBIL = dict(peers=30, rounds=30, topology="rgg:0.2:maxdeg=7", split="dirichlet:0.1",
              lr=0.2, seed=1, attack="label-flip:pairs=0-1", sybils=6)
 
 
