@@ -44,6 +44,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--local-epochs", type=positive_int, default=1)
     p.add_argument("--eval-peers", type=positive_int, default=None)
     p.add_argument("--test-subset", type=positive_int, default=None)
+    p.add_argument("--init", choices=["independent", "same"], default="independent",
+                   help="peers start from their own random models or one shared model")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
     p.add_argument("--out", type=Path, default=Path("runs/compare"))
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         rounds=args.rounds, topology=args.topology, split=args.split, model=args.model,
         dataset=args.dataset, lr=args.lr, batch_size=args.batch_size,
         local_epochs=args.local_epochs, eval_peers=args.eval_peers, seed=args.seed,
-        test_subset=args.test_subset,
+        test_subset=args.test_subset, init=args.init,
         data_dir=args.data_dir,
     )
     runs = [(p, a) for p in args.peers for a in args.aggregators]
