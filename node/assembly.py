@@ -49,6 +49,7 @@ class NodeConfig:
     round_timeout: float = 10.0
     min_updates: int | None = None
     fanout: int | None = None
+    max_lag: int = 5  # accept updates up to this many rounds old (peers run async)
 
     def validate(self) -> None:
         if self.aggregator == FEDAVG:
@@ -115,7 +116,9 @@ def build_runtime(
     peer = Peer(
         identity,
         PeerConfig(
-            validation=ValidationConfig(swarm=config.swarm, shape=(learner.dimension,)),
+            validation=ValidationConfig(
+                swarm=config.swarm, shape=(learner.dimension,), max_lag=config.max_lag
+            ),
             rounds=config.rounds,
             round_timeout=config.round_timeout,
             min_updates=config.min_updates,
