@@ -61,6 +61,9 @@ MAX_PER_PROCESS_AUTO = 8  # 64 peers in 8 processes; ~0.3 GB of torch per proces
 LINE_LIMIT = 256 << 20  # a round event carries the model vector (base64)
 
 
+RELAY_ABOVE = 16  # peers; see Launcher.spawn_workers
+
+
 def default_per_process(peers: int, cpus: int | None = None) -> int:
     """K: one process per core (imports and training of a process share one GIL), but
     at most 8 peers a process (their hosts share it too). 2 cores: 8 peers -> 2 x 4,
@@ -324,10 +327,20 @@ class Launcher:
         }
 
     async def spawn_workers(self) -> None:
+        """Start the worker processes.
+
+        Above RELAY_ABOVE peers, py-libp2p 0.8.1's bootstrap (~12 concurrent DHT
+        streams) cannot serve everyone's first lookups: the first worker starts alone,
+        and once its peers are up each later peer also bootstraps through one of them
+        (round robin), so DHT records and lookups spread over those peers.
+        """
         logs = self.out / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         groups = [list(range(s, min(s + self.k, self.n))) for s in range(0, self.n, self.k)]
+        relays: list[str] = []
         for w, indices in enumerate(groups):
+            if w == 1 and self.n > RELAY_ABOVE:
+                relays = await self._first_worker_addrs(groups[0])
             log = (logs / f"worker-{w}.log").open("wb")
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "rumor.scripts.worker",
@@ -340,7 +353,10 @@ class Launcher:
             worker = Worker(w, indices, proc, log)
             self.workers.append(worker)
             assert proc.stdin is not None
-            proc.stdin.write(json.dumps(self.worker_config(w, indices)).encode() + b"\n")
+            cfg = self.worker_config(w, indices)
+            if relays:
+                cfg["relays"] = {str(i): relays[i % len(relays)] for i in indices}
+            proc.stdin.write(json.dumps(cfg).encode() + b"\n")
             await proc.stdin.drain()
             worker.reader = asyncio.ensure_future(self._read_worker(worker))
 
@@ -424,6 +440,16 @@ class Launcher:
         if self.rounds is not None and self.metrics.rows and \
                 self.metrics.rows[-1].round >= self.rounds:
             self._stop("done")
+
+    async def _first_worker_addrs(self, indices: list[int]) -> list[str]:
+        """Listen addresses of the first worker's peers once they are up (bounded wait)."""
+        deadline = time.monotonic() + 120.0
+        while time.monotonic() < deadline and not self.stop_event.is_set():
+            if all(self.peers[i].ready for i in indices):
+                break
+            await self._wait_changed(0.5)
+        return [self.peers[i].addrs[0] for i in indices
+                if self.peers[i].ready and self.peers[i].addrs]
 
     async def _wait_changed(self, timeout: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -62,6 +62,7 @@ class WorkerConfig:
     send_vectors: bool = True
     threads: int = 1
     verbose: bool = False
+    relays: dict[str, str] | None = None  # peer index -> an extra bootstrap (a peer)
 
 
 def parse_config(text: str) -> WorkerConfig:
@@ -111,7 +112,9 @@ class Hosted:
             identity,
             listen=["/ip4/127.0.0.1/tcp/0"],
             swarm=node_cfg.swarm,
-            bootstrap=list(cfg.bootstrap),
+            bootstrap=[*cfg.bootstrap,
+                       *([cfg.relays[str(spec.index)]]
+                         if cfg.relays and str(spec.index) in cfg.relays else [])],
             discovery_interval=cfg.discovery_interval,
             join_stagger=cfg.join_stagger,
         )
