@@ -26,31 +26,22 @@ def prometheus_text(rt: NodeRuntime) -> str:
     s = rt.status()
     pid = _prom_label(s["peer_id"])
     acc = s["last_accuracy"]
-    lines = [
-        "# HELP rumor_round Current round of this peer.",
-        "# TYPE rumor_round gauge",
-        f'rumor_round{{peer="{pid}"}} {s["round"]}',
-        "# HELP rumor_accuracy Test accuracy after the last merge.",
-        "# TYPE rumor_accuracy gauge",
-        f'rumor_accuracy{{peer="{pid}"}} {acc if acc is not None else "NaN"}',
-        "# HELP rumor_neighbours Current number of neighbours.",
-        "# TYPE rumor_neighbours gauge",
-        f'rumor_neighbours{{peer="{pid}"}} {len(s["neighbours"])}',
-        "# HELP rumor_messages_sent_total Messages sent.",
-        "# TYPE rumor_messages_sent_total counter",
-        f'rumor_messages_sent_total{{peer="{pid}"}} {s["messages_sent"]}',
-        "# HELP rumor_bytes_sent_total Bytes sent.",
-        "# TYPE rumor_bytes_sent_total counter",
-        f'rumor_bytes_sent_total{{peer="{pid}"}} {s["bytes_sent"]}',
-        "# HELP rumor_accepted_total Messages that passed validation.",
-        "# TYPE rumor_accepted_total counter",
-        f'rumor_accepted_total{{peer="{pid}"}} {s["accepted"]}',
-        "# HELP rumor_round_timeouts_total Rounds merged on timeout.",
-        "# TYPE rumor_round_timeouts_total counter",
-        f'rumor_round_timeouts_total{{peer="{pid}"}} {s["timeouts"]}',
-        "# HELP rumor_rejects_total Messages rejected, by reason.",
-        "# TYPE rumor_rejects_total counter",
+    metrics: list[tuple[str, str, str, object]] = [  # name, type, help, value
+        ("rumor_round", "gauge", "Current round of this peer.", s["round"]),
+        ("rumor_accuracy", "gauge", "Test accuracy after the last merge.",
+         acc if acc is not None else "NaN"),
+        ("rumor_neighbours", "gauge", "Current number of neighbours.", len(s["neighbours"])),
+        ("rumor_messages_sent_total", "counter", "Messages sent.", s["messages_sent"]),
+        ("rumor_bytes_sent_total", "counter", "Bytes sent.", s["bytes_sent"]),
+        ("rumor_accepted_total", "counter", "Messages that passed validation.", s["accepted"]),
+        ("rumor_round_timeouts_total", "counter", "Rounds merged on timeout.", s["timeouts"]),
     ]
+    lines = []
+    for name, kind, help_text, value in metrics:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}",
+                  f'{name}{{peer="{pid}"}} {value}']
+    lines += ["# HELP rumor_rejects_total Messages rejected, by reason.",
+              "# TYPE rumor_rejects_total counter"]
     for reason in REJECT_REASONS:
         lines.append(
             f'rumor_rejects_total{{peer="{pid}",reason="{reason}"}} {s["rejects"].get(reason, 0)}'

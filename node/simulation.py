@@ -180,10 +180,9 @@ class Simulation:
         for k, i in enumerate(holders):
             self.indices[i] = parts[k]
         self.num_samples = [len(ix) for ix in self.indices]
-        if cfg.aggregator == FEDAVG:
-            self.indices.append(np.zeros(0, dtype=np.int64))  # the server holds no data
         if self.fedavg:
             # Peers 0..n-1 are clients; peer n is the server at the hub of a star.
+            self.indices.append(empty)  # the server holds no data
             self.graph_edges = [(i, n) for i in range(n)]
             self.total = n + 1
         else:
@@ -194,16 +193,15 @@ class Simulation:
         arng = np.random.default_rng(cfg.seed + 31)
         self.byzantine = {int(x) for x in arng.choice(n, size=cfg.byzantine, replace=False)}
         self.sybil_ids = list(range(n, n + cfg.sybils))
+        self.honest = [i for i in range(n) if i not in self.byzantine]
+        k = min(cfg.sybil_degree, len(self.honest))
         for sy in self.sybil_ids:  # each Sybil attaches to a few random honest peers
-            honest_pool = [i for i in range(n) if i not in self.byzantine]
-            k = min(cfg.sybil_degree, len(honest_pool))
-            for h in sorted(int(x) for x in arng.choice(honest_pool, size=k, replace=False)):
+            for h in sorted(int(x) for x in arng.choice(self.honest, size=k, replace=False)):
                 self.graph_edges.append((h, sy))
         if self.sybil_ids:  # Sybils train on one shared poisoned slice of data
             share = self.indices[min(self.sybil_ids[0] % n, n - 1)]
             self.indices += [share] * cfg.sybils
             self.num_samples += [len(share)] * cfg.sybils
-        self.honest = [i for i in range(n) if i not in self.byzantine]
         self._label_maps: dict[int, dict[int, int]] = {}
         self._backdoor: tuple[int, int] | None = None
         if self.attack is not None and self.attack.name == "label-flip":
@@ -528,10 +526,10 @@ class Simulation:
         for r in sorted(self._snapshots):
             snap = self._snapshots[r]
             late = {p for p, start in self._start_round.items() if start > r}
-            n_expected = len(self._alive_learners - late)
-            if len(snap) < n_expected:  # cheap test first: O(P) checks only when full
+            expected = self._alive_learners - late
+            if len(snap) < len(expected):  # cheap test first: O(P) checks only when full
                 return
-            if not (self._alive_learners - late) <= snap.keys():
+            if not expected <= snap.keys():
                 return
             del self._snapshots[r]
             live = {p: v for p, v in snap.items() if p in self.alive}

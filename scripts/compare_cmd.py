@@ -17,17 +17,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 
-from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
+from rumor.node.results import RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
 from rumor.scripts.options import positive_float, positive_int
+from rumor.scripts.reporting import pyplot, round_progress, write_run
 
 
 def add_parser(sub: Any) -> None:
@@ -73,11 +69,7 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def plot(results: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         rows: list[RoundMetrics] = r["rows"]
@@ -107,9 +99,7 @@ def run(args: argparse.Namespace) -> int:
     for p, a in runs:  # fail fast on bad names before hours of compute
         dataclasses.replace(base, peers=p, aggregator=a).validate()
     results: list[dict[str, Any]] = []
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("acc {task.fields[acc]:.3f}"), TimeElapsedColumn(),
-                  console=console) as progress:
+    with round_progress(console, "acc {task.fields[acc]:.3f}") as progress:
         for p, a in runs:
             cfg = dataclasses.replace(base, peers=p, aggregator=a)
             task = progress.add_task(f"{p} peers {a}", total=cfg.rounds, acc=0.0)
@@ -120,11 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
             rows = sim.run(on_round)
             wall = time.perf_counter() - t0
-            d = out / f"{p}p-{a}"
-            d.mkdir(parents=True, exist_ok=True)
-            write_metrics_csv(d / "metrics.csv", rows)
-            s = summary(rows, sim.config_dict(), peers=p, seed=cfg.seed)
-            write_json(d / "summary.json", s)
+            s = write_run(out / f"{p}p-{a}", sim, rows)
             results.append({"peers": p, "aggregator": a, "summary": s, "rows": rows,
                             "wall": wall})
     md = table(results)

@@ -9,25 +9,20 @@ OUT/comparison.png (mean accuracy of each, with its timeline events marked).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
     TaskID,
-    TextColumn,
-    TimeElapsedColumn,
 )
 
-from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
+from rumor.node.results import RoundMetrics
 from rumor.node.scenario import Scenario, load_scenario
 from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
+from rumor.scripts.reporting import pyplot, round_progress, write_run
 
 
 def add_parser(sub: Any) -> None:
@@ -61,11 +56,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 def plot_run(sc: Scenario, rows: list[RoundMetrics], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     x = [m.time for m in rows]
     ax.plot(x, [m.acc_mean for m in rows], label="mean accuracy", color="C0")
@@ -90,11 +81,7 @@ def plot_run(sc: Scenario, rows: list[RoundMetrics], path: Path) -> None:
 
 
 def plot_comparison(runs: list[tuple[Scenario, list[RoundMetrics]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for k, (sc, rows) in enumerate(runs):
         ax.plot([m.time for m in rows], [m.acc_mean for m in rows], label=sc.name,
@@ -118,9 +105,8 @@ def run(args: argparse.Namespace) -> int:
     runs: list[tuple[Scenario, list[RoundMetrics]]] = []
     lines = ["| scenario | peers | events | final acc | min | alive at end | acc before first "
              "event | wall s |", "|" + "---|" * 8]
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("acc {task.fields[acc]:.3f} alive {task.fields[alive]}"),
-                  TimeElapsedColumn(), console=console) as progress:
+    with round_progress(console,
+                        "acc {task.fields[acc]:.3f} alive {task.fields[alive]}") as progress:
         for sc in scenarios:
             task = progress.add_task(sc.name, total=sc.config.rounds, acc=0.0,
                                      alive=sc.config.peers)
@@ -132,15 +118,8 @@ def run(args: argparse.Namespace) -> int:
             rows = sim.run(on_round)
             wall = time.perf_counter() - t0
             d = out / sc.name
-            d.mkdir(parents=True, exist_ok=True)
-            write_metrics_csv(d / "metrics.csv", rows)
-            s = summary(rows, sim.config_dict(), peers=sc.config.peers, seed=sc.config.seed,
-                        scenario=sc.name, description=sc.description,
-                        final_peers_alive=rows[-1].peers_alive if rows else 0,
-                        rejects=sim.reject_counts())
-            write_json(d / "summary.json", s)
-            (d / "events.jsonl").write_text(
-                "".join(json.dumps(e, default=str) + "\n" for e in sim.events))
+            write_run(d, sim, rows, scenario=sc.name, description=sc.description,
+                      final_peers_alive=rows[-1].peers_alive if rows else 0)
             (d / "scenario.toml").write_text(sc.source)
             if rows:
                 plot_run(sc, rows, d / "accuracy.png")

@@ -21,6 +21,7 @@ from rumor.node.modest_sim import ModestConfig, ModestRound, run_modest
 from rumor.node.results import write_json
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.options import nonneg_int, positive_float, positive_int
+from rumor.scripts.reporting import pyplot
 
 _FLAGS: dict[str, tuple[Any, str]] = {
     "peers": (positive_int, "number of peers"),
@@ -87,11 +88,7 @@ def write_csv(path: Path, rows: list[ModestRound]) -> None:
 
 
 def plot(rows: list[ModestRound], cfg: ModestConfig, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     t = [r.time for r in rows]
     ax.plot(t, [r.acc for r in rows], color="C0", label="model accuracy (after aggregation)")

@@ -42,6 +42,7 @@ from rumor.node.results import RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.options import positive_float, positive_int
+from rumor.scripts.reporting import pyplot
 
 RULES = ["mean", "median", "trimmed-mean", "krum", "geometric-median", "centered-clipping",
          "nna", "monna", "variance-corrected", "vc:trimmed-mean",
@@ -146,11 +147,7 @@ def _run(cfg: SimulationConfig, console: Console, label: str,
 
 def _heatmap(values: list[list[float]], rows: Sequence[str], cols: Sequence[str],
              title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     arr = np.asarray(values, dtype=float)
     fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2.5, 0.45 * len(rows) + 1.5))
     im = ax.imshow(arr, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
@@ -167,11 +164,7 @@ def _heatmap(values: list[list[float]], rows: Sequence[str], cols: Sequence[str]
 
 
 def _curves(runs: list[dict[str, Any]], title: str, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for r in runs:
         ax.plot(range(1, len(r["curve"]) + 1), r["curve"], label=r["label"])

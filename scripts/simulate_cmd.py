@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
+from rumor.node.results import RoundMetrics
 from rumor.node.simulation import SimulationConfig, run_simulation
 from rumor.scripts.options import nonneg_int, positive_float, positive_int, probability
+from rumor.scripts.reporting import round_progress, write_run
 
 
 def add_parser(sub: Any) -> None:
@@ -110,32 +109,15 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    with Progress(
-        TextColumn("[bold]simulate"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]:.3f}"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=args.quiet,
-        transient=False,
-    ) as progress:
+    with round_progress(console, "acc {task.fields[acc]:.3f}", label="[bold]simulate",
+                        disable=args.quiet) as progress:
         task = progress.add_task("rounds", total=cfg.rounds, acc=0.0)
 
         def on_round(m: RoundMetrics) -> None:
             progress.update(task, completed=m.round, acc=m.acc_mean)
 
         sim, rows, wall = run_simulation(cfg, on_round)
-    write_metrics_csv(out / "metrics.csv", rows)
-    write_json(
-        out / "summary.json",
-        summary(rows, sim.config_dict(), peers=cfg.peers, seed=cfg.seed,
-                rejects=sim.reject_counts(), dimension=sim.d,
-                attack_success=sim.attack_success(), byzantine=sorted(sim.byzantine)),
-    )
-    (out / "events.jsonl").write_text(
-        "".join(json.dumps(e, default=str) + "\n" for e in sim.events)
-    )
+    write_run(out, sim, rows)
     last = rows[-1] if rows else None
     if last is not None:
         console.print(

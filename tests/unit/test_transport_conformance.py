@@ -97,6 +97,13 @@ def rumor_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if t.is_alive()}
 
 
+async def poll_until(cond: Callable[[], bool]) -> None:
+    """Await ``cond`` (state in another thread, no event to wait on) until EVENT_DEADLINE."""
+    async with asyncio.timeout(EVENT_DEADLINE):
+        while not cond():
+            await asyncio.sleep(0.01)
+
+
 @pytest.mark.timeout(60)
 async def test_connect_announces_each_side_to_the_other(make: Maker) -> None:
     a, b = await make.pair()
@@ -160,9 +167,7 @@ async def test_oversize_frame_from_a_peer_is_refused_and_the_receiver_lives_on(
         await sender.send(receiver.local_id, b"y" * (1 << 20))
     stats = getattr(receiver, "stats", None)
     if stats is not None:
-        async with asyncio.timeout(EVENT_DEADLINE):
-            while stats.oversize < 1:
-                await asyncio.sleep(0.01)
+        await poll_until(lambda: stats.oversize >= 1)
     # The receiver still works: a fresh small message from the same sender gets through.
     async with asyncio.timeout(EVENT_DEADLINE):
         while True:
@@ -210,9 +215,7 @@ async def test_close_is_idempotent_and_leaves_no_threads(make: Maker) -> None:
     for _ in range(2):
         await a.close()
         await b.close()
-    async with asyncio.timeout(EVENT_DEADLINE):
-        while rumor_threads() - before:
-            await asyncio.sleep(0.01)
+    await poll_until(lambda: not rumor_threads() - before)
     assert rumor_threads() - before == set()
 
 
