@@ -3,16 +3,22 @@
 Wire layout: one flat msgpack map with short keys (see docs/wire-protocol.md)::
 
     {"v": 1, "k": kind, "sw": swarm, "s": sender PeerID (bin, 38 B), "r": round,
-     "q": seq, "t": sent_at, "n": num_samples, "dt": "<f4", "sh": [d, ...],
-     "x": tensor bytes (bin, little-endian), "sig": signature (bin, 64 B)}
+     "q": seq, "t": sent_at, <body fields>, "sig": signature (bin, 64 B)}
+
+Body fields by kind: UPDATE, GLOBAL, STATE (a model): "n": num_samples, "dt": "<f4",
+"sh": [d, ...], "x": tensor bytes (bin, little-endian). HISTORY (a forwarded record):
+"h": hops (1..255), "in": the origin's signed message (bin, verbatim). PULL, PING,
+PONG: none.
 
 Signed digest (domain separated; integers big-endian, strings length-prefixed)::
 
     D = sha256( b"rumor/" + kind + b"/v1"
                 || u16(len(swarm)) || swarm || u16(len(sender)) || sender
-                || u64(round) || u64(seq) || u64(num_samples)
-                || u8(len(dtype)) || dtype || u8(len(shape)) || u64(dim) for each dim
-                || sha256(x) )
+                || u64(round) || u64(seq) || <body digest> )
+    model body:  u64(num_samples) || u8(len(dtype)) || dtype
+                 || u8(len(shape)) || u64(dim) for each dim || sha256(x)
+    record body: u8(hops) || sha256(in)
+    empty body:  nothing
     sig = Ed25519_sign(key, D)
 
 ``sent_at`` is informational and not signed. The map is flat so the tensor bytes are
@@ -37,16 +43,22 @@ from rumor.protocols.errors import RejectedMessage
 from rumor.protocols.identity import PEER_ID_BYTES, Identity, verify
 from rumor.protocols.messages import (
     ALLOWED_DTYPES,
+    MODEL_KINDS,
+    RECORD_KINDS,
     WIRE_VERSION,
+    Body,
+    EmptyBody,
     Envelope,
     Kind,
     ModelBody,
+    RecordBody,
     TensorPayload,
 )
 
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 _MAX_DIMS = 8
 _MAX_SWARM = 256
+_MAX_HOPS = 255
 
 
 @dataclass(frozen=True)
@@ -63,21 +75,35 @@ def digest(
     sender: bytes,
     round_: int,
     seq: int,
-    body: ModelBody,
+    body: Body,
 ) -> bytes:
     """The domain-separated digest that is signed (formula in the module docstring)."""
     sw = swarm.encode()
-    t = body.tensor
-    dt = t.dtype.encode()
     h = hashlib.sha256()
     h.update(b"rumor/" + kind.value.encode() + b"/v1")
     h.update(struct.pack(">H", len(sw)) + sw)
     h.update(struct.pack(">H", len(sender)) + sender)
-    h.update(struct.pack(">QQQ", round_, seq, body.num_samples))
-    h.update(struct.pack(">B", len(dt)) + dt)
-    h.update(struct.pack(">B", len(t.shape)) + b"".join(struct.pack(">Q", d) for d in t.shape))
-    h.update(hashlib.sha256(t.data).digest())
+    h.update(struct.pack(">QQ", round_, seq))
+    if isinstance(body, ModelBody):
+        t = body.tensor
+        dt = t.dtype.encode()
+        h.update(struct.pack(">Q", body.num_samples))
+        h.update(struct.pack(">B", len(dt)) + dt)
+        h.update(struct.pack(">B", len(t.shape)) + b"".join(struct.pack(">Q", d) for d in t.shape))
+        h.update(hashlib.sha256(t.data).digest())
+    elif isinstance(body, RecordBody):
+        h.update(struct.pack(">B", body.hops))
+        h.update(hashlib.sha256(body.inner).digest())
     return h.digest()
+
+
+def _check_body(kind: Kind, body: Body) -> None:
+    want: type = (ModelBody if kind in MODEL_KINDS
+                  else RecordBody if kind in RECORD_KINDS else EmptyBody)
+    if not isinstance(body, want):
+        raise ValueError(f"a {kind.value} message needs a {want.__name__}")
+    if isinstance(body, RecordBody) and not 1 <= body.hops <= _MAX_HOPS:
+        raise ValueError(f"hops must be in [1, {_MAX_HOPS}]")
 
 
 def encode(
@@ -88,34 +114,33 @@ def encode(
     round_: int,
     seq: int,
     sent_at: float,
-    body: ModelBody,
+    body: Body,
     sign: bool = True,
 ) -> bytes:
     """Encode (and, when ``sign`` and an Identity is given, sign) one message."""
+    _check_body(kind, body)
     sender_bytes = sender.peer_id_bytes if isinstance(sender, Identity) else sender
     signature = b""
     if sign:
         if not isinstance(sender, Identity):
             raise ValueError("signing needs the sender's Identity, not its PeerID bytes")
         signature = sender.sign(digest(kind, swarm, sender_bytes, round_, seq, body))
-    t = body.tensor
-    packed: bytes = msgpack.packb(
-        {
-            "v": WIRE_VERSION,
-            "k": kind.value,
-            "sw": swarm,
-            "s": sender_bytes,
-            "r": round_,
-            "q": seq,
-            "t": float(sent_at),
-            "n": body.num_samples,
-            "dt": t.dtype,
-            "sh": list(t.shape),
-            "x": t.data,
-            "sig": signature,
-        },
-        use_bin_type=True,
-    )
+    fields: dict[str, Any] = {
+        "v": WIRE_VERSION,
+        "k": kind.value,
+        "sw": swarm,
+        "s": sender_bytes,
+        "r": round_,
+        "q": seq,
+        "t": float(sent_at),
+    }
+    if isinstance(body, ModelBody):
+        t = body.tensor
+        fields.update({"n": body.num_samples, "dt": t.dtype, "sh": list(t.shape), "x": t.data})
+    elif isinstance(body, RecordBody):
+        fields.update({"h": body.hops, "in": body.inner})
+    fields["sig"] = signature
+    packed: bytes = msgpack.packb(fields, use_bin_type=True)
     return packed
 
 
@@ -191,7 +216,7 @@ def decode(
     signature = _field(obj, "sig", bytes)
     if on_header is not None:
         on_header(kind, sender)
-    body = _model_body(obj, limits)
+    body = _body(kind, obj, limits)
     if verify_signature:
         ok = len(signature) == 64 and verify(
             sender, signature, digest(kind, msg_swarm, sender, round_, seq, body)
@@ -209,6 +234,17 @@ def decode(
         signature=signature,
         version=version,
     )
+
+
+def _body(kind: Kind, obj: dict[str, Any], limits: Limits) -> Body:
+    if kind in MODEL_KINDS:
+        return _model_body(obj, limits)
+    if kind in RECORD_KINDS:
+        hops = _field(obj, "h", int)
+        if not 1 <= hops <= _MAX_HOPS:
+            raise RejectedMessage("malformed", f"hops {hops} out of range")
+        return RecordBody(_field(obj, "in", bytes), hops)
+    return EmptyBody()
 
 
 def _model_body(obj: dict[str, Any], limits: Limits) -> ModelBody:

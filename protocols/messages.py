@@ -25,6 +25,17 @@ class Kind(StrEnum):
 
     UPDATE = "update"  # a peer's model after local training (gossip)
     GLOBAL = "global"  # a FedAvg server's aggregated model for a round
+    STATE = "state"  # answer to PULL: the sender's current model at its current round
+    PULL = "pull"  # "send me your current model": a (re)joining peer catching up
+    HISTORY = "history"  # a forwarded signed UPDATE (SybilWall history gossip) + hops
+    PING = "ping"  # liveness probe (MoDeST aggregator selection)
+    PONG = "pong"  # answer to PING
+
+
+#: kinds whose body is a ModelBody (a tensor that must match the receiver's model)
+MODEL_KINDS: frozenset[Kind] = frozenset({Kind.UPDATE, Kind.GLOBAL, Kind.STATE})
+#: kinds whose body is a RecordBody
+RECORD_KINDS: frozenset[Kind] = frozenset({Kind.HISTORY})
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,27 @@ class ModelBody:
 
 
 @dataclass(frozen=True)
+class RecordBody:
+    """Body of HISTORY: another peer's signed message, verbatim, and how far it travelled.
+
+    ``inner`` is checked by the receiver like any message of its origin (signature,
+    swarm, shape, finiteness), so a forwarder cannot forge what the origin sent;
+    ``hops`` is 2 for a vector forwarded once (1 is the direct receipt).
+    """
+
+    inner: bytes
+    hops: int
+
+
+@dataclass(frozen=True)
+class EmptyBody:
+    """Body of PULL, PING and PONG: the envelope's header says everything."""
+
+
+Body = ModelBody | RecordBody | EmptyBody
+
+
+@dataclass(frozen=True)
 class Envelope:
     """A decoded, validated message."""
 
@@ -66,6 +98,6 @@ class Envelope:
     round: int
     seq: int
     sent_at: float
-    body: ModelBody
+    body: Body
     signature: bytes = field(default=b"", repr=False)
     version: int = WIRE_VERSION

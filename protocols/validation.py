@@ -2,9 +2,14 @@
 
 A Validator wraps ``codec.decode`` with the checks that need state or context: the
 model's expected shape and dtype, replays (per sender and kind, (round, seq) must
-strictly increase), stale rounds (older than ``current_round - max_lag``), floods (a
+strictly increase), stale rounds (UPDATE, GLOBAL, HISTORY older than
+``current_round - max_lag``), rounds too far ahead (any kind but STATE newer than
+``current_round + max_ahead``: a round near 2**62 cannot drag a peer along), floods (a
 token bucket per sender: ``flood_rate`` messages per second, ``flood_burst`` at once,
-time passed in) and NaN/Inf. ``check`` never raises: it returns the Envelope or None
+time passed in), a sender that is not the authenticated link (nothing is relayed
+under another identity: HISTORY wraps the origin's message instead) and, for model
+bodies, shape, dtype and NaN/Inf. ``check_record`` checks the message inside a
+HISTORY like one from its origin. ``check`` never raises: it returns the Envelope or None
 and increments ``rejects[reason]``. A rejected message never changes replay or rate
 state beyond the flood bucket, so an attacker cannot use a rejected message to block
 a later honest one.
@@ -19,7 +24,10 @@ import numpy as np
 
 from rumor.protocols.codec import Limits, decode
 from rumor.protocols.errors import RejectedMessage
-from rumor.protocols.messages import Envelope, Kind
+from rumor.protocols.messages import Envelope, Kind, ModelBody
+
+#: kinds whose round must not be older than ``current_round - max_lag``
+_LAG_CHECKED = frozenset({Kind.UPDATE, Kind.GLOBAL, Kind.HISTORY})
 
 REJECT_REASONS: tuple[str, ...] = (
     "oversize",
@@ -33,6 +41,8 @@ REJECT_REASONS: tuple[str, ...] = (
     "bad_signature",
     "replay",
     "stale",
+    "too_far_ahead",
+    "bad_record",
     "bad_tensor",
     "shape_mismatch",
     "dtype_mismatch",
@@ -48,7 +58,8 @@ class ValidationConfig:
     shape: tuple[int, ...]
     dtype: str = "<f4"
     verify_signatures: bool = True
-    max_lag: int = 2
+    max_lag: int = 5
+    max_ahead: int = 1000
     flood_rate: float = 20.0
     flood_burst: float = 40.0
     max_tracked_senders: int = 10_000
@@ -110,8 +121,8 @@ class Validator:
             # Before the signature check: bounded CPU per sender. The sender is not
             # authenticated yet, so the bucket is keyed by the link identity when the
             # transport authenticated one.
-            if link_sender is not None and kind is Kind.UPDATE and sender != link_sender:
-                raise RejectedMessage("sender_mismatch", "update relayed under another identity")
+            if link_sender is not None and sender != link_sender:
+                raise RejectedMessage("sender_mismatch", "message relayed under another identity")
             if not self._buckets.take(link_sender or sender, now):
                 raise RejectedMessage("flood", "rate limit exceeded")
 
@@ -126,17 +137,42 @@ class Validator:
         last = self._last.get(key)
         if last is not None and (env.round, env.seq) <= last:
             raise RejectedMessage("replay", f"(round, seq)=({env.round}, {env.seq}) <= {last}")
-        if env.round < current_round - cfg.max_lag:
+        if env.kind in _LAG_CHECKED and env.round < current_round - cfg.max_lag:
             raise RejectedMessage("stale", f"round {env.round} < {current_round} - {cfg.max_lag}")
-        tensor = env.body.tensor
+        if env.kind is not Kind.STATE and env.round > current_round + cfg.max_ahead:
+            raise RejectedMessage(
+                "too_far_ahead", f"round {env.round} > {current_round} + {cfg.max_ahead}")
+        if isinstance(env.body, ModelBody):
+            self._check_tensor(env.body)
+        self._last[key] = (env.round, env.seq)
+        self._last.move_to_end(key)
+        if len(self._last) > cfg.max_tracked_senders:
+            self._last.popitem(last=False)
+        return env
+
+    def _check_tensor(self, body: ModelBody) -> None:
+        cfg = self.config
+        tensor = body.tensor
         if tensor.shape != cfg.shape:
             raise RejectedMessage("shape_mismatch", f"{tensor.shape} != {cfg.shape}")
         if tensor.dtype != cfg.dtype:
             raise RejectedMessage("dtype_mismatch", f"{tensor.dtype} != {cfg.dtype}")
         if not np.isfinite(tensor.to_array()).all():
             raise RejectedMessage("nan_inf", "tensor holds NaN or Inf")
-        self._last[key] = (env.round, env.seq)
-        self._last.move_to_end(key)
-        if len(self._last) > cfg.max_tracked_senders:
-            self._last.popitem(last=False)
+
+    def check_record(self, inner: bytes) -> Envelope | None:
+        """The forwarded UPDATE inside a HISTORY message, checked like one from its origin
+        (swarm, signature, shape, dtype, finiteness) but without replay or rate state;
+        None after counting ``bad_record``."""
+        try:
+            env = decode(inner, swarm=self.config.swarm,
+                         verify_signature=self.config.verify_signatures,
+                         limits=self.config.limits)
+            if env.kind is not Kind.UPDATE or not isinstance(env.body, ModelBody):
+                raise RejectedMessage("bad_record", f"a forwarded {env.kind.value}")
+            self._check_tensor(env.body)
+        except RejectedMessage as rej:
+            self.rejects["bad_record"] += 1
+            self.last_reject = RejectedMessage("bad_record", rej.reason)
+            return None
         return env
