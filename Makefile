@@ -32,10 +32,8 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
-	$(BIN)/ruff check $(PKGS) tests benchmarks
-	@rm -rf .typecheck && mkdir -p .typecheck/rumor
-	@for p in $(PKGS); do ln -s ../../$$p .typecheck/rumor/$$p; done
-	cd .typecheck && ../$(BIN)/mypy --strict --config-file ../pyproject.toml -p rumor.node -p rumor.protocols -p rumor.aggregation -p rumor.topology -p rumor.scripts
+	$(BIN)/ruff check rumor $(PKGS) tests benchmarks
+	$(BIN)/mypy --strict -p rumor
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.codec
