@@ -14,21 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
+import numpy as np
 
 from rumor.node.simulation import SimulationConfig, relay_peers
 from rumor.protocols.errors import ConfigError
 from rumor.topology import (
+    CENTRALITIES,
+    ROLES,
     AddPeers,
     Heal,
     Partition,
+    PeerRoles,
     RemovePeers,
     TimelineEvent,
+    apply_events,
     build_topology,
     crash_every,
+    place_attackers,
     poisson_churn,
     remove_links,
-    remove_most_central,
-    remove_random,
+    select_peers,
 )
 
 _SIM_KEYS = {f.name for f in fields(SimulationConfig)} - {"timeline"}
@@ -78,43 +83,178 @@ def _count(item: dict[str, Any], n: int, where: str) -> int:
     raise ConfigError(f"{where}: needs 'count' or 'fraction'")
 
 
+TIMELINE_KEYS: dict[str, frozenset[str]] = {
+    action: frozenset({"action", "at", "at_round", "seed", *keys})
+    for action, keys in {
+        "remove_peers": {"select", "by", "centrality", "samples", "role", "count", "fraction",
+                         "peers"},
+        "rejoin": {"peers", "role"},
+        "remove_links": {"fraction"},
+        "partition": {"groups"},
+        "heal": set(),
+        "churn": {"rate_leave", "rate_join", "until_round", "role"},
+        "crash_every": {"count", "every", "until_fraction", "select", "by", "centrality",
+                        "samples", "role"},
+    }.items()
+}
+"""The keys each timeline action reads (others are a ConfigError naming the key)."""
+
+SELECTS = ("random", "most-central", "least-central", "relays", "holders", "list")
+"""Values of ``select`` (``_`` and ``-`` are the same; relays/holders: random among them)."""
+
+
+@dataclass(frozen=True)
+class _Pick:
+    """How an event picks its peers: ``order`` is "random" or a centrality."""
+
+    order: str
+    direction: str
+    role: tuple[str, ...]
+    samples: int | None
+
+
+def _roles_key(item: dict[str, Any], w: str) -> tuple[str, ...]:
+    raw = item.get("role", "any")
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(r, str) for r in names):
+        raise ConfigError(f"{w}: role must be a role name or a list of them "
+                          f"({', '.join(ROLES)}), got {raw!r}")
+    for r in names:
+        if r not in ROLES:
+            raise ConfigError(f"{w}: role must be one of {', '.join(ROLES)}, got {r!r}")
+    return tuple(names)
+
+
+def _pick(item: dict[str, Any], w: str, *, allow_list: bool) -> _Pick | None:
+    """Parse select / centrality (alias by) / samples / role; None for select = "list"."""
+    select = str(item.get("select", "random")).replace("_", "-")
+    allowed = SELECTS if allow_list else SELECTS[:-1]
+    if select not in allowed:
+        raise ConfigError(f"{w}: select must be one of {', '.join(allowed)}, got {select!r}")
+    role = _roles_key(item, w)
+    if select in ("relays", "holders"):
+        role = (*(r for r in role if r != "any"), select[:-1])
+    if "by" in item and "centrality" in item and item["by"] != item["centrality"]:
+        raise ConfigError(f"{w}: 'by' and 'centrality' are the same key; give one")
+    by = item.get("centrality", item.get("by"))
+    central = select in ("most-central", "least-central")
+    if by is not None and not central:
+        raise ConfigError(f"{w}: centrality (by) needs select = most-central or least-central")
+    order = "degree" if by is None else by
+    if central and order not in CENTRALITIES:
+        raise ConfigError(f"{w}: centrality must be one of {', '.join(CENTRALITIES)}, "
+                          f"got {order!r}")
+    samples = item.get("samples")
+    if samples is not None and (order != "betweenness" or not central):
+        raise ConfigError(f"{w}: samples applies to centrality = betweenness only")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int)
+                                or samples < 1):
+        raise ConfigError(f"{w}: samples must be an integer >= 1, got {samples!r}")
+    if select == "list":
+        if "role" in item:
+            raise ConfigError(f"{w}: role does not apply to select = list")
+        return None
+    return _Pick(order=order if central else "random",
+                 direction="least" if select == "least-central" else "most",
+                 role=role, samples=samples)
+
+
+def _select(graph: nx.Graph, count: int, pick: _Pick, roles: PeerRoles, seed: int,
+            w: str) -> tuple[int, ...]:
+    try:
+        return select_peers(graph, count, order=pick.order, direction=pick.direction,
+                            role=pick.role, roles=roles, seed=seed, samples=pick.samples)
+    except ConfigError as exc:
+        raise ConfigError(f"{w}: {exc}") from None
+
+
+def _listed(item: dict[str, Any], key: str, graph: nx.Graph, w: str) -> tuple[int, ...]:
+    raw = item.get(key)
+    if not isinstance(raw, list) or not all(
+        isinstance(p, int) and not isinstance(p, bool) for p in raw
+    ):
+        raise ConfigError(f"{w}: {key} must be a list of peer indices, got {raw!r}")
+    unknown = sorted(set(raw) - set(graph))
+    if unknown:
+        raise ConfigError(f"{w}: {key} names peers {unknown} outside 0..{len(graph) - 1}")
+    return tuple(raw)
+
+
+def _graph_at(graph: nx.Graph, events: list[TimelineEvent], at: float) -> nx.Graph:
+    """The network as it is at ``at``: the base graph after the events up to then."""
+    return apply_events(graph, events, until=at) if events else graph
+
+
+def timeline_byzantine(cfg: SimulationConfig, graph: nx.Graph) -> set[int]:
+    """The Byzantine peers the simulator will pick: ``place_attackers`` seeded seed + 31.
+
+    Timeline events are the experimenter's actions, so they may know who is Byzantine
+    (no peer does). ``placement`` is read from the config once it has that field.
+    """
+    placement = str(getattr(cfg, "placement", "random"))
+    return set(place_attackers(graph, cfg.byzantine, placement,
+                               np.random.default_rng(cfg.seed + 31)))
+
+
+def _start(item: dict[str, Any], period: float, w: str) -> float:
+    if item.get("action") == "crash_every" and "at" not in item and "at_round" not in item:
+        return float(item.get("every", 60.0))  # crash_every's default first wave
+    return _time(item, period, w)
+
+
 def build_timeline(
     items: list[dict[str, Any]], cfg: SimulationConfig, graph: nx.Graph, relays: set[int],
-    where: str,
+    where: str, *, byzantine: set[int] | None = None,
 ) -> list[TimelineEvent]:
-    """Turn [[timeline]] tables into topology events (seeded by the scenario seed)."""
+    """Turn [[timeline]] tables into topology events (seeded by the scenario seed).
+
+    Items are built in order of their start time (file order among equal times), so an
+    event that ranks peers by centrality sees the network as it is then: the base graph
+    after every event built so far up to that time (``apply_events``). Peers are picked
+    with ``select_peers``; roles come from ``relays`` and ``byzantine`` (default: the
+    simulator's seeded placement, ``timeline_byzantine``). Partitions ("halves") and link
+    failures are drawn on the base graph.
+    """
     period = cfg.train_time + cfg.latency
-    out: list[TimelineEvent] = []
-    removed: list[int] = []
+    roles = PeerRoles(relays=frozenset(relays), byzantine=frozenset(
+        timeline_byzantine(cfg, graph) if byzantine is None else byzantine))
+    todo: list[tuple[float, int, dict[str, Any], str]] = []
     for k, item in enumerate(items):
         w = f"{where}: timeline[{k}]"
+        if not isinstance(item, dict):
+            raise ConfigError(f"{w}: must be a table")
         action = item.get("action")
         if action not in ACTIONS:
             raise ConfigError(f"{w}: action must be one of {', '.join(ACTIONS)}")
+        unknown = sorted(set(item) - TIMELINE_KEYS[action])
+        if unknown:
+            raise ConfigError(f"{w}: unknown key {unknown[0]!r} for action {action!r}; "
+                              f"known: {', '.join(sorted(TIMELINE_KEYS[action]))}")
+        todo.append((_start(item, period, w), k, item, w))
+    out: list[TimelineEvent] = []
+    removed: list[int] = []
+    for _, k, item, w in sorted(todo, key=lambda t: (t[0], t[1])):
+        action = item["action"]
         seed = int(item.get("seed", cfg.seed + 1000 + k))
         if action == "remove_peers":
             at = _time(item, period, w)
-            select = item.get("select", "random")
-            if select == "list":
-                ev: TimelineEvent = RemovePeers(at, tuple(int(p) for p in item["peers"]))
-            elif select == "random":
-                ev = remove_random(graph, _count(item, len(graph), w), seed, at=at)
-            elif select == "most_central":
-                by = item.get("by", "degree")
-                ev = remove_most_central(graph, _count(item, len(graph), w), by=by, at=at,
-                                         seed=seed)
-            elif select in ("relays", "holders"):
-                pool = sorted(relays) if select == "relays" else sorted(set(graph) - relays)
-                sub = graph.subgraph(pool)
-                ev = RemovePeers(at, remove_random(sub, _count(item, len(pool), w), seed).peers)
+            pick = _pick(item, w, allow_list=True)
+            if pick is None:
+                ev = RemovePeers(at, _listed(item, "peers", graph, w))
             else:
-                raise ConfigError(f"{w}: select must be random, most_central, relays, "
-                                  "holders or list")
-            removed += list(ev.peers)  # type: ignore[union-attr]
+                now = _graph_at(graph, out, at)
+                count = _count(item, len(roles.eligible(now, pick.role)), w)
+                ev = RemovePeers(at, _select(now, count, pick, roles, seed, w))
+            removed += list(ev.peers)
             out.append(ev)
         elif action == "rejoin":
             peers = item.get("peers", "removed")
-            ids = removed if peers == "removed" else [int(p) for p in peers]
+            if peers == "removed":
+                ids = roles.eligible(removed, _roles_key(item, w))
+            elif "role" in item:
+                raise ConfigError(f"{w}: role filters peers = \"removed\" only")
+            else:
+                ids = list(_listed(item, "peers", graph, w))
             out.append(AddPeers(_time(item, period, w), tuple(sorted(set(ids)))))
         elif action == "remove_links":
             out.append(remove_links(graph, float(item["fraction"]), seed,
@@ -131,15 +271,33 @@ def build_timeline(
         elif action == "churn":
             start = _time(item, period, w)
             until = float(item.get("until_round", cfg.rounds)) * period
-            evs = poisson_churn(len(graph), float(item["rate_leave"]),
+            pool = roles.eligible(graph, _roles_key(item, w))
+            if not pool:
+                raise ConfigError(f"{w}: no peer has role {item.get('role')!r}")
+            evs = poisson_churn(len(pool), float(item["rate_leave"]),
                                 float(item["rate_join"]), until - start, seed)
-            out += [replace(e, at=e.at + start) for e in evs]
+            out += [replace(e, at=e.at + start, peers=tuple(pool[p] for p in e.peers))
+                    for e in evs]
         elif action == "crash_every":
-            out += crash_every(range(len(graph)), int(item.get("count", 5)),
-                               float(item.get("every", 60.0)),
-                               float(item.get("until_fraction", 0.8)), seed,
-                               start=_time(item, period, w) if ("at" in item or
-                                                                "at_round" in item) else None)
+            pick = _pick(item, w, allow_list=False)
+            assert pick is not None
+            pool = roles.eligible(graph, pick.role)
+            waves = crash_every(pool, int(item.get("count", 5)),
+                                float(item.get("every", 60.0)),
+                                float(item.get("until_fraction", 0.8)), seed,
+                                start=_time(item, period, w) if ("at" in item or
+                                                                 "at_round" in item) else None)
+            if pick.order != "random":  # same times and sizes; the most central go first
+                central: list[TimelineEvent] = []
+                for wave in waves:
+                    now = _graph_at(graph, out + central, wave.at)
+                    size = min(len(wave.peers), len(roles.eligible(now, pick.role)))
+                    if size:
+                        central.append(RemovePeers(
+                            wave.at, _select(now, size, pick, roles, seed, w)))
+                out += central
+            else:
+                out += waves
     return sorted(out, key=lambda e: e.at)
 
 

@@ -22,6 +22,17 @@ Timelines (``schedules``; frozen events with a virtual time ``at``)::
     events += crash_every(range(100), k=5, every=60.0, until_fraction=0.8, seed=7)
     survivors = apply_events(G, events, until=120.0)
     connectivity_report(survivors)       # components, largest fraction, degree, diameter
+
+Who an event hits (``selectors``: role x centrality, ties to the lower peer id)::
+
+    roles = PeerRoles(relays=frozenset(relays), byzantine=frozenset(byzantine))
+    select_peers(G, 10, order="betweenness", role="relay", roles=roles)
+    select_peers(G, 5, order="closeness", direction="least", role="holder", roles=roles)
+
+Attackers (``placement``)::
+
+    byz = place_attackers(G, 5, "hubs", seed=1)   # random | hubs | list:3,7,12
+    byzantine_view_stats(G, byz)                  # honest views with >= 1/3 Byzantine
 """
 
 from rumor.topology.generators import (
@@ -41,6 +52,13 @@ from rumor.topology.mixing import (
     spectral_gap,
     uniform_weights,
 )
+from rumor.topology.placement import (
+    PLACEMENTS,
+    ByzantineViewStats,
+    byzantine_view_stats,
+    parse_placement,
+    place_attackers,
+)
 from rumor.topology.schedules import (
     AddPeers,
     ConnectivityReport,
@@ -58,16 +76,32 @@ from rumor.topology.schedules import (
     remove_most_central,
     remove_random,
 )
+from rumor.topology.selectors import (
+    CENTRALITIES,
+    DIRECTIONS,
+    ORDERS,
+    ROLES,
+    PeerRoles,
+    centrality_scores,
+    select_peers,
+)
 
 __all__ = [
+    "CENTRALITIES",
+    "DIRECTIONS",
     "MAX_ATTEMPTS",
     "MIXING_RULES",
+    "ORDERS",
+    "PLACEMENTS",
     "RGG_ATTEMPTS",
+    "ROLES",
     "TOPOLOGY_FORMS",
     "AddPeers",
+    "ByzantineViewStats",
     "ConnectivityReport",
     "Heal",
     "Partition",
+    "PeerRoles",
     "Rejoin",
     "RemoveLinks",
     "RemovePeers",
@@ -75,17 +109,22 @@ __all__ = [
     "TopologySpec",
     "apply_events",
     "build_topology",
+    "byzantine_view_stats",
+    "centrality_scores",
     "connectivity_report",
     "crash_every",
     "derived_seed",
     "graph_from_edges",
     "metropolis_hastings_weights",
     "mixing_matrix",
+    "parse_placement",
     "parse_topology",
+    "place_attackers",
     "poisson_churn",
     "remove_links",
     "remove_most_central",
     "remove_random",
+    "select_peers",
     "spectral_gap",
     "uniform_weights",
 ]

@@ -22,7 +22,10 @@ surviving graph. Generators (all seeded, deterministic):
 ``remove_most_central``, ``remove_random``, ``remove_links``, ``crash_every``
 (MoDeST's churn: k crash every ``every`` until a fraction is gone) and
 ``poisson_churn`` (per-peer exponential session and downtime lengths).
-``connectivity_report`` summarizes a graph's connectivity.
+``connectivity_report`` summarizes a graph's connectivity. Picking peers by role and
+centrality (most or least central relays, holders, Byzantine or honest peers) is
+``rumor.topology.selectors.select_peers``; ``remove_most_central`` and ``remove_random``
+are its role-free special cases.
 """
 
 from __future__ import annotations
