@@ -90,13 +90,16 @@ def build_runtime(
     parts = split_indices(dataset.y_train.numpy(), config.shards, config.split, config.seed)
     indices = np.asarray(parts[shard], dtype=np.int64)
     peer_seed = int.from_bytes(hashlib.sha256(identity.peer_id.encode()).digest()[:4], "big")
-    ckpt = load_checkpoint(data_dir) if data_dir is not None else None
-    if ckpt is not None and ckpt.model == config.model:
-        params = torch.from_numpy(ckpt.params)
-        start_round = ckpt.round
-    else:
-        params = init_params(config.model, dataset.input_shape, dataset.num_classes, peer_seed)
-        start_round = 0
+    params = init_params(config.model, dataset.input_shape, dataset.num_classes, peer_seed)
+    start_round = 0
+    if data_dir is not None:  # a damaged or foreign checkpoint: the previous one, or round 0
+        loaded = load_checkpoint(data_dir, model=config.model, dimension=int(params.shape[0]))
+        for warning in loaded.warnings:
+            if on_event is not None:
+                on_event({"event": "checkpoint_warning", "detail": warning})
+        if loaded.checkpoint is not None:
+            params = torch.from_numpy(loaded.checkpoint.params)
+            start_round = loaded.checkpoint.round
     learner = Learner(
         LearnerConfig(
             model=config.model,
@@ -111,8 +114,6 @@ def build_runtime(
         indices,
         params,
     )
-    if learner.dimension != int(params.shape[0]):
-        raise ConfigError("checkpoint does not match the model; remove it or change --model")
     peer = Peer(
         identity,
         PeerConfig(

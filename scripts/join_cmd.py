@@ -89,6 +89,8 @@ async def _run(args: argparse.Namespace) -> int:
                 f"round {e['round']:4d}  acc {e['acc']:.4f}  neighbours {e['neighbours']}"
                 f"  merged {e['received']} updates{' (timeout)' if e['timed_out'] else ''}"
             )
+        elif e["event"] == "checkpoint_warning":
+            console.print(f"[yellow]warning: {e['detail']}")
         elif e["event"] in ("peer_connected", "peer_disconnected", "finished"):
             console.print(f"[dim]{e['event']} {e.get('peer', e.get('round', ''))}")
 

@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from rumor import aggregation
-from rumor.node.checkpoint import load_checkpoint
+from rumor.node.checkpoint import CHECKPOINT_FILE, read_checkpoint
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.identity import Identity
 from tests.helpers import update_bytes
@@ -145,7 +145,7 @@ async def test_a_peer_killed_with_sigkill_restarts_with_its_identity_and_catches
 
     c.proc.send_signal(signal.SIGKILL)  # no cleanup runs in c
     await c.proc.wait()
-    ckpt = load_checkpoint(mesh.tmp / "c")
+    ckpt = read_checkpoint(mesh.tmp / "c" / CHECKPOINT_FILE)
     assert ckpt is not None and ckpt.round > 0
     await until([a, b], lambda: any(e.get("peer") == c_id for e in a.of("peer_disconnected")),
                 30, "a to notice c is gone")

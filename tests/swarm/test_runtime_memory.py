@@ -11,7 +11,7 @@ import pytest
 
 from rumor.node.api import start_api
 from rumor.node.assembly import NodeConfig, build_runtime
-from rumor.node.checkpoint import load_checkpoint
+from rumor.node.checkpoint import CHECKPOINT_FILE, read_checkpoint
 from rumor.node.identity import load_or_create_identity
 from rumor.node.transport.memory import MemoryHub, MemoryTransport
 from tests.helpers import ident, update_bytes
@@ -46,7 +46,7 @@ async def test_memory_mesh_runs_rounds_checkpoints_and_serves_status(tmp_path: P
     for rt, _, _ in rts:
         assert rt.finished and len(rt.history) == 3
         assert all(h["received"] == 2 for h in rt.history)  # no timeouts on a healthy mesh
-        ckpt = load_checkpoint(rt.data_dir)  # type: ignore[arg-type]
+        ckpt = read_checkpoint(rt.data_dir / CHECKPOINT_FILE)
         assert ckpt is not None and ckpt.round == 3
     async with aiohttp.ClientSession() as s:
         status = await (await s.get(f"http://127.0.0.1:{port}/status")).json()
