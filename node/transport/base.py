@@ -12,16 +12,35 @@ Contract (tests/unit/test_transport_conformance.py checks both implementations):
 - ``next_event()`` returns the next TransportEvent: Received, PeerConnected or
   PeerDisconnected. After ``close()`` it raises TransportError.
 - ``close()`` is idempotent and releases every resource (tasks, threads, sockets).
+- ``frame_rejects`` counts, by reason, the frames this transport refused from peers
+  before they became messages (FRAME_REJECT_REASONS); each reject also logs one line.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
 PeerId = str
 
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
+
+#: Why a transport refused an incoming frame (the keys of ``Transport.frame_rejects``):
+#: ``oversize`` its length prefix exceeds ``max_message``; ``truncated`` the stream ended
+#: inside it; ``stalled`` no progress for the stall timeout (or slower than the minimum
+#: rate); ``inflight_limit`` the peer's or the node's partially received bytes would
+#: exceed their bound.
+FRAME_REJECT_REASONS: tuple[str, ...] = ("oversize", "truncated", "stalled", "inflight_limit")
+
+
+def new_frame_rejects() -> Counter[str]:
+    """A reject counter with every reason present at 0.
+
+    The keys never change afterwards, so another thread may copy it (``dict(c)``) while
+    the transport's thread increments it.
+    """
+    return Counter(dict.fromkeys(FRAME_REJECT_REASONS, 0))
 
 
 @dataclass(frozen=True)
@@ -48,6 +67,8 @@ class Transport(Protocol):
     """Async transport of whole messages between peers."""
 
     max_message: int
+    #: frames refused before they became messages, by reason (FRAME_REJECT_REASONS)
+    frame_rejects: Counter[str]
 
     @property
     def local_id(self) -> PeerId: ...

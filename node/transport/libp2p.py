@@ -40,6 +40,21 @@ sequence of frames, sender -> receiver only::
   A stream that ends inside a frame delivers nothing of that frame (``truncated``).
 - Reads are bounded: at most 1 MiB per read call, never more than ``length`` in total.
 - A closed stream (FIN) at a frame boundary is a clean end.
+- Partially received frames are bounded (the bytes of frames begun and not yet handed
+  to the asyncio side): at most ``max_inflight_per_peer`` per peer (all its streams and
+  connections together) and ``max_inflight_total`` per transport. A chunk that would
+  pass either bound resets its stream (``inflight_limit``) and frees the frame's bytes.
+- A frame that makes no progress for ``frame_stall_timeout`` seconds once begun (its
+  first header byte arrived), or takes longer than ``frame_stall_timeout + length /
+  min_frame_rate``, resets its stream (``stalled``). Idle time between frames is fine.
+- Every refused frame is counted in ``frame_rejects[reason]`` (oversize, truncated,
+  stalled, inflight_limit) and logged as one WARNING line.
+
+Inbound connection slots (py-libp2p 0.8.1 workaround, docs/upstream-libp2p.md): the swarm
+takes a slot of its inbound limiter for each inbound connection and gives it back only
+when the host stops, so a host refuses every inbound peer after 250 lifetime connections.
+``_release_inbound_slots_on_close`` makes the slot (and the handler task that holds it)
+go when the connection closes.
 
 Discovery: the standard Kademlia DHT (``/ipfs/kad/1.0.0``, server mode). Every swarm
 member ``provide``s the key ``swarm_cid(swarm)`` = CIDv1(raw, sha256("rumor/swarm/v1/" +
@@ -69,11 +84,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import hashlib
 import logging
+import math
 import random
 import socket
 import threading
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
@@ -97,6 +115,7 @@ from rumor.node.transport.base import (
     PeerId,
     Received,
     TransportEvent,
+    new_frame_rejects,
 )
 from rumor.protocols.errors import TransportError
 from rumor.protocols.identity import Identity
@@ -121,6 +140,8 @@ FRAME_HEADER_BYTES: Final = 4
 DEFAULT_LISTEN: Final = "/ip4/127.0.0.1/tcp/0"
 _READ_CHUNK: Final = 1 << 20
 _MAX_FRAME_FIELD: Final = (1 << 32) - 1
+DEFAULT_FRAME_STALL_TIMEOUT: Final = 15.0
+DEFAULT_MIN_FRAME_RATE: Final = 64 * 1024.0
 
 
 def encode_frame_header(length: int) -> bytes:
@@ -247,6 +268,79 @@ class _Notifee(INotifee):
         return None
 
 
+class _FrameReject(Exception):
+    """An incoming frame is refused (trio side); ``reason`` is a FRAME_REJECT_REASONS key."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+#: Set around the spawn of one inbound-connection handler: called with the muxed
+#: connection once the swarm upgraded it (see _release_inbound_slots_on_close).
+_ON_INBOUND_UPGRADED: contextvars.ContextVar[Callable[[Any], None] | None] = (
+    contextvars.ContextVar("rumor_on_inbound_upgraded", default=None)
+)
+
+
+async def _cancel_when_closed(muxed_conn: Any, scope: Any) -> None:
+    event = getattr(muxed_conn, "event_closed", None)
+    if isinstance(event, trio.Event):
+        await event.wait()
+    else:  # another muxer: no event to wait on
+        while not getattr(muxed_conn, "is_closed", True):
+            await trio.sleep(1.0)
+    scope.cancel()
+
+
+def _release_inbound_slots_on_close(swarm: Any) -> bool:
+    """Work around py-libp2p 0.8.1 keeping an inbound slot per connection forever.
+
+    ``Swarm._handle_inbound_connection`` takes a slot of ``_inbound_limiter`` and calls
+    ``_do_handle_inbound_connection``, which upgrades the connection and then awaits
+    ``self.manager.wait_finished()`` (the whole swarm's lifetime) so that trio does not
+    close the socket; the slot is released only after that. We wrap both methods on this
+    swarm instance: the upstream handler runs unchanged in a child nursery, the upgrade
+    reports the muxed connection, and when that connection closes we cancel the child,
+    so the upstream ``finally`` releases the slot and the handler task ends. Outbound
+    upgrades (DCUtR's dial-as-responder) are not inside a handler and pass through.
+
+    Returns False (and logs) when the internals are not the ones this was written for.
+    """
+    handle = getattr(swarm, "_do_handle_inbound_connection", None)
+    upgrade = getattr(swarm, "upgrade_inbound_raw_conn", None)
+    if handle is None or upgrade is None or not hasattr(swarm, "_inbound_limiter"):
+        logger.warning(
+            "py-libp2p swarm internals changed: inbound-slot workaround not applied "
+            "(see docs/upstream-libp2p.md)"
+        )
+        return False
+
+    async def upgrade_and_report(raw_conn: Any, maddr: Any) -> Any:
+        muxed_conn = await upgrade(raw_conn, maddr)
+        report = _ON_INBOUND_UPGRADED.get()
+        if report is not None:
+            report(muxed_conn)
+        return muxed_conn
+
+    async def handle_until_closed(*args: Any) -> None:
+        async with trio.open_nursery() as nursery:
+
+            def upgraded(muxed_conn: Any) -> None:
+                nursery.start_soon(_cancel_when_closed, muxed_conn, nursery.cancel_scope)
+
+            token = _ON_INBOUND_UPGRADED.set(upgraded)
+            try:
+                nursery.start_soon(handle, *args)  # the child copies the context now
+            finally:
+                _ON_INBOUND_UPGRADED.reset(token)
+
+    swarm.upgrade_inbound_raw_conn = upgrade_and_report
+    swarm._do_handle_inbound_connection = handle_until_closed
+    return True
+
+
 class Libp2pTransport:
     """A libp2p host in its own trio thread, behind the asyncio Transport interface.
 
@@ -268,6 +362,18 @@ class Libp2pTransport:
         one send.
     reprovide_interval: seconds between re-announcements of the swarm key.
     max_pending: Received events queued for the asyncio side before readers block.
+    max_inflight_per_peer: bytes of partially received frames one peer may have in
+        flight, over all its streams (default 2 x max_message: an honest sender writes
+        one frame at a time, and a replacement stream may begin while the old one's
+        reader still holds its frame).
+    max_inflight_total: the same bound over all peers (default 4 x max_message: four
+        maximal frames at once, 256 MiB at the default max_message; model updates are
+        usually far smaller, so it binds only under attack or for very large models).
+    frame_stall_timeout: seconds without a byte inside a begun frame before its stream
+        is reset (``stalled``).
+    min_frame_rate: bytes/s below which a frame counts as stalled even if it trickles
+        (the frame may take ``frame_stall_timeout + length / min_frame_rate`` s);
+        ``None`` disables this.
     """
 
     def __init__(
@@ -290,13 +396,33 @@ class Libp2pTransport:
         retry_attempts: int = 3,
         backoff_base: float = 0.25,
         close_timeout: float = 10.0,
+        max_inflight_per_peer: int | None = None,
+        max_inflight_total: int | None = None,
+        frame_stall_timeout: float = DEFAULT_FRAME_STALL_TIMEOUT,
+        min_frame_rate: float | None = DEFAULT_MIN_FRAME_RATE,
     ) -> None:
         if max_message <= 0 or max_message > _MAX_FRAME_FIELD:
             raise ValueError("max_message must be in 1 .. 2**32-1")
+        per_peer = 2 * max_message if max_inflight_per_peer is None else max_inflight_per_peer
+        total = 4 * max_message if max_inflight_total is None else max_inflight_total
+        if not max_message <= per_peer <= total:
+            raise ValueError("need max_message <= max_inflight_per_peer <= max_inflight_total")
+        if frame_stall_timeout <= 0:
+            raise ValueError("frame_stall_timeout must be positive")
+        if min_frame_rate is not None and min_frame_rate <= 0:
+            raise ValueError("min_frame_rate must be positive or None")
         if discovery_interval is not None and discovery_interval <= 0:
             raise ValueError("discovery_interval must be positive or None")
         self.max_message = max_message
         self.stats = TransportStats()
+        #: frames refused before they became messages, by reason (read from any thread)
+        self.frame_rejects: Counter[str] = new_frame_rejects()
+        self.max_inflight_per_peer = per_peer
+        self.max_inflight_total = total
+        #: the most partially received bytes held at once since start
+        self.inflight_peak = 0
+        self._frame_stall_timeout = frame_stall_timeout
+        self._min_frame_rate = min_frame_rate
         self._identity = identity
         self._id: PeerId = identity.peer_id
         self._listen = [Multiaddr(a) for a in listen]
@@ -346,6 +472,8 @@ class Libp2pTransport:
         self._dial_backoff: dict[str, tuple[float, int, frozenset[str]]] = {}
         self._last_provide = -1e18
         self._bootstrap_connected: set[str] = set()
+        self._inflight_by_peer: dict[str, int] = {}
+        self._inflight_total = 0
 
     # ------------------------------------------------------------------ asyncio API
 
@@ -360,6 +488,11 @@ class Libp2pTransport:
     @property
     def swarm(self) -> str:
         return self._swarm
+
+    @property
+    def inflight_bytes(self) -> int:
+        """Bytes of partially received frames held now, over all peers."""
+        return self._inflight_total
 
     async def start(self) -> None:
         if self._closed:
@@ -590,6 +723,7 @@ class Libp2pTransport:
         self._pending = trio.Semaphore(self._max_pending)
         host.set_stream_handler(UPDATE_PROTOCOL, self._handle_update_stream)
         host.get_network().register_notifee(_Notifee(self))
+        _release_inbound_slots_on_close(host.get_network())
         async with host.run(listen_addrs=self._listen), background_trio_service(dht):
             try:
                 async with trio.open_nursery() as nursery:
@@ -748,20 +882,93 @@ class Libp2pTransport:
         if peer in self._members:
             self._mark_live(peer)
 
-    async def _read_exactly(self, stream: Any, n: int) -> bytes | None:
-        """``n`` bytes, or None when the stream ends first (at most 1 MiB per read)."""
-        chunks: list[bytes] = []
-        remaining = n
-        while remaining > 0:
+    async def _read_chunk(self, stream: Any, n: int, timeout: float | None) -> bytes | None:
+        """Up to ``n`` bytes; b"" when the stream ended or failed, None after ``timeout``."""
+        with trio.move_on_after(math.inf if timeout is None else max(0.0, timeout)):
             try:
-                chunk = await stream.read(min(remaining, _READ_CHUNK))
+                return bytes(await stream.read(n))
             except Exception:
-                return None
-            if not chunk:
-                return None
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+                return b""
+        return None
+
+    def _take_inflight(self, peer: str, n: int) -> None:
+        """Count ``n`` more partially received bytes of ``peer``, or refuse them."""
+        mine = self._inflight_by_peer.get(peer, 0) + n
+        total = self._inflight_total + n
+        if mine > self.max_inflight_per_peer or total > self.max_inflight_total:
+            raise _FrameReject(
+                "inflight_limit",
+                f"{mine} B in flight from this peer (max {self.max_inflight_per_peer}), "
+                f"{total} B in this node (max {self.max_inflight_total})",
+            )
+        self._inflight_by_peer[peer] = mine
+        self._inflight_total = total
+        self.inflight_peak = max(self.inflight_peak, total)
+
+    def _give_inflight(self, peer: str, n: int) -> None:
+        if n == 0:
+            return
+        mine = self._inflight_by_peer.get(peer, 0) - n
+        if mine > 0:
+            self._inflight_by_peer[peer] = mine
+        else:
+            self._inflight_by_peer.pop(peer, None)
+        self._inflight_total -= n
+
+    async def _read_frame(self, stream: Any, peer: str) -> bytes | None:
+        """The next frame's payload; None at a clean end; _FrameReject when refused.
+
+        The returned payload has already taken a slot of ``_pending``; its bytes count as
+        in flight until then.
+        """
+        stall = self._frame_stall_timeout
+        header = await self._read_chunk(stream, FRAME_HEADER_BYTES, None)  # idle is fine
+        if not header:
+            return None
+        began = trio.current_time()
+        while len(header) < FRAME_HEADER_BYTES:
+            more = await self._read_chunk(stream, FRAME_HEADER_BYTES - len(header), stall)
+            if more is None:
+                raise _FrameReject("stalled", f"no header byte for {stall:g} s")
+            if not more:
+                raise _FrameReject("truncated", "stream ended inside a frame header")
+            header += more
+        length = decode_frame_header(header)
+        if length > self.max_message:
+            raise _FrameReject("oversize", f"{length} B frame > max {self.max_message} B")
+        deadline = math.inf
+        if self._min_frame_rate is not None:
+            deadline = began + stall + length / self._min_frame_rate
+        chunks: list[bytes] = []
+        got = 0
+        try:
+            while got < length:
+                wait = min(stall, deadline - trio.current_time())
+                chunk = await self._read_chunk(stream, min(length - got, _READ_CHUNK), wait)
+                if chunk is None:
+                    why = "too slow" if wait < stall else f"no progress for {stall:g} s"
+                    raise _FrameReject("stalled", f"{why} after {got} of {length} B")
+                if not chunk:
+                    raise _FrameReject("truncated", f"stream ended after {got} of {length} B")
+                self._take_inflight(peer, len(chunk))
+                got += len(chunk)
+                chunks.append(chunk)
+            payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            chunks.clear()
+            await self._pending.acquire()
+            return payload
+        finally:
+            self._give_inflight(peer, got)
+
+    def _reject_frame(self, peer: str, rej: _FrameReject) -> None:
+        self.frame_rejects[rej.reason] += 1
+        if rej.reason == "oversize":
+            self.stats.oversize += 1
+        elif rej.reason == "truncated":
+            self.stats.truncated += 1
+        logger.warning(
+            "%s: frame reject %s from %s: %s; stream reset", self._id, rej.reason, peer, rej.detail
+        )
 
     async def _handle_update_stream(self, stream: Any) -> None:
         pid = stream.muxed_conn.peer_id
@@ -771,29 +978,17 @@ class Libp2pTransport:
         self._mark_live(peer)
         try:
             while True:
-                header = await self._read_exactly(stream, FRAME_HEADER_BYTES)
-                if header is None:
-                    break
-                length = decode_frame_header(header)
-                if length > self.max_message:
-                    self.stats.oversize += 1
-                    logger.warning(
-                        "peer %s sent a %d-byte frame (max %d): stream reset",
-                        peer,
-                        length,
-                        self.max_message,
-                    )
-                    await stream.reset()
-                    return
-                payload = await self._read_exactly(stream, length) if length else b""
+                payload = await self._read_frame(stream, peer)
                 if payload is None:
-                    self.stats.truncated += 1
-                    logger.info("update stream from %s ended inside a frame", peer)
                     break
-                await self._pending.acquire()
                 self.stats.received += 1
-                self.stats.bytes_received += length
+                self.stats.bytes_received += len(payload)
                 self._emit(Received(peer, payload))
+        except _FrameReject as rej:
+            self._reject_frame(peer, rej)
+            with contextlib.suppress(Exception):
+                await stream.reset()
+            return
         except Exception:
             logger.debug("update stream from %s failed", peer, exc_info=True)
             with contextlib.suppress(Exception):

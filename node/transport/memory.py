@@ -8,12 +8,18 @@ used from the same asyncio event loop.
 
 Addresses are symbolic: a transport listens on ``memory://<peer id>``. ``connect`` needs
 the peer to be registered on the same hub; the addresses passed to it are ignored.
+
+Frames cannot be truncated, stall or pile up here (delivery is one synchronous put), so
+the only frame reject is ``oversize``: a message larger than the *receiver's*
+``max_message`` is refused, counted in the receiver's ``frame_rejects`` and logged, and
+the sender gets TransportError.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 from rumor.node.transport.base import (
     DEFAULT_MAX_MESSAGE,
@@ -22,6 +28,7 @@ from rumor.node.transport.base import (
     PeerId,
     Received,
     TransportEvent,
+    new_frame_rejects,
 )
 from rumor.protocols.errors import TransportError
 
@@ -75,6 +82,7 @@ class MemoryTransport:
         if max_message <= 0:
             raise ValueError("max_message must be positive")
         self.max_message = max_message
+        self.frame_rejects: Counter[str] = new_frame_rejects()
         self._hub = hub
         self._id = peer_id
         self._events: asyncio.Queue[TransportEvent | _Closed] = asyncio.Queue()
@@ -118,7 +126,7 @@ class MemoryTransport:
             )
         other = self._remote(to)
         if len(data) > other.max_message:
-            logger.warning("peer %s refused a %d-byte message (oversize)", to, len(data))
+            other._reject_frame("oversize", self._id, f"{len(data)} B > max {other.max_message} B")
             raise TransportError(f"peer {to} refuses messages over {other.max_message} bytes")
         other._events.put_nowait(Received(self._id, bytes(data)))
 
@@ -143,6 +151,10 @@ class MemoryTransport:
                 other._events.put_nowait(PeerDisconnected(self._id))
         self._connected.clear()
         self._events.put_nowait(_CLOSED)
+
+    def _reject_frame(self, reason: str, peer: PeerId, detail: str) -> None:
+        self.frame_rejects[reason] += 1
+        logger.warning("%s: frame reject %s from %s: %s", self._id, reason, peer, detail)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pytest
 
 from rumor.node.transport.base import (
+    FRAME_REJECT_REASONS,
     PeerConnected,
     PeerDisconnected,
     Received,
@@ -165,9 +166,8 @@ async def test_oversize_frame_from_a_peer_is_refused_and_the_receiver_lives_on(
     # The memory hub refuses at once; libp2p may see its stream reset, or not.
     with contextlib.suppress(TransportError):
         await sender.send(receiver.local_id, b"y" * (1 << 20))
-    stats = getattr(receiver, "stats", None)
-    if stats is not None:
-        await poll_until(lambda: stats.oversize >= 1)
+    await poll_until(lambda: receiver.frame_rejects["oversize"] >= 1)
+    assert sender.frame_rejects["oversize"] == 0
     # The receiver still works: a fresh small message from the same sender gets through.
     async with asyncio.timeout(EVENT_DEADLINE):
         while True:
@@ -180,6 +180,12 @@ async def test_oversize_frame_from_a_peer_is_refused_and_the_receiver_lives_on(
     assert received.data == b"small"
     await receiver.send(sender.local_id, b"still alive")
     assert (await next_received(sender)).data == b"still alive"
+
+
+@pytest.mark.timeout(60)
+async def test_frame_rejects_start_at_zero_for_every_reason(make: Maker) -> None:
+    a = await make()
+    assert dict(a.frame_rejects) == dict.fromkeys(FRAME_REJECT_REASONS, 0)
 
 
 @pytest.mark.timeout(60)
