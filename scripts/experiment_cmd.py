@@ -1,38 +1,67 @@
 """``rumor experiment SCENARIO.toml [...]``: disaster, churn and partition experiments.
 
-Each scenario runs in the simulator (virtual clock, deterministic from its seed) and
-writes OUT/<name>/{metrics.csv, summary.json, events.jsonl, scenario.toml,
-accuracy.png}. With several scenarios it also writes OUT/comparison.md and
+``--mode sim`` runs each scenario in the simulator (virtual clock, deterministic from
+its seed); ``--mode real`` runs it on a loopback libp2p mesh, one process per peer,
+with the scenario's topology imposed and its timeline turned into real faults
+(rumor.node.mesh.real_experiment); ``--mode both`` runs both and compares them.
+
+Each run writes OUT/<name>/{metrics.csv, summary.json, events.jsonl, scenario.toml,
+accuracy.png} (with --mode both: OUT/<name>/sim/ and OUT/<name>/real/, plus
+OUT/<name>/sim-vs-real.png, accuracy per round of both, and the table
+OUT/sim-vs-real.md, also printed). With several scenarios also OUT/comparison.md and
 OUT/comparison.png (mean accuracy of each, with its timeline events marked).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import signal
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
     TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
 )
 
+from rumor.node.mesh.real_experiment import RealExperiment, RealOptions, event_round
 from rumor.node.results import RoundMetrics
 from rumor.node.scenario import Scenario, load_scenario
 from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.reporting import pyplot, round_progress, write_run
+from rumor.scripts.options import positive_float
+from rumor.scripts.reporting import pyplot, write_run
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("experiment", help="run scenario files (disasters, churn, partitions)")
     p.add_argument("scenarios", nargs="+", type=Path, help="scenario TOML files")
-    p.add_argument("--mode", choices=["sim"], default="sim",
-                   help="sim: in-process, virtual clock")
+    p.add_argument("--mode", choices=["sim", "real", "both"], default="sim",
+                   help="sim: in-process, virtual clock; real: one process per peer on a "
+                   "loopback libp2p mesh, timeline events as real faults (kill -9, "
+                   "restarts, link blocks); both: sim then real, compared")
     p.add_argument("--out", type=Path, default=Path("runs/experiments"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of every scenario, e.g. --set rounds=10")
+    p.add_argument("--wall-cap", type=positive_float, default=None, metavar="SECONDS",
+                   help="real mode: stop a run after this many seconds (default "
+                   "120 + 5 N + rounds x max(10, 2 x round_timeout))")
+    p.add_argument("--base-dir", type=Path, default=None,
+                   help="real mode: peers' data dirs go to BASE/<scenario>/peer-XX "
+                   "(default: a temporary dir, removed at the end)")
+    p.add_argument("--verbose", action="store_true",
+                   help="real mode: libp2p's own log messages in the worker logs")
     p.set_defaults(func=run)
 
 
@@ -55,23 +84,50 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def plot_run(sc: Scenario, rows: list[RoundMetrics], path: Path) -> None:
+@dataclass
+class Outcome:
+    """One run of one scenario in one mode (a row of the sim-vs-real table)."""
+
+    scenario: Scenario
+    mode: str
+    rows: list[RoundMetrics]
+    wall: float
+    stopped: str = "done"
+    event_rounds: list[int] | None = None  # real mode: the round each event fired at
+
+    @property
+    def final_acc(self) -> float:
+        return self.rows[-1].acc_mean if self.rows else float("nan")
+
+    @property
+    def alive(self) -> int:
+        return self.rows[-1].peers_alive if self.rows else 0
+
+
+def _event_rounds(sc: Scenario) -> list[float]:
+    period = sc.config.train_time + sc.config.latency
+    return [float(event_round(ev, period)) for ev in sc.config.timeline]
+
+
+def plot_run(sc: Scenario, rows: list[RoundMetrics], path: Path, *,
+             by_round: bool = False) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    x = [m.time for m in rows]
+    x = [float(m.round) for m in rows] if by_round else [m.time for m in rows]
     ax.plot(x, [m.acc_mean for m in rows], label="mean accuracy", color="C0")
     ax.fill_between(x, [m.acc_min for m in rows], [m.acc_max for m in rows], color="C0",
                     alpha=0.2, label="min-max over peers")
-    for ev in sc.config.timeline:
-        ax.axvline(ev.at, color="C3", alpha=0.25, lw=1)
-    ax.set_xlabel("virtual time (s)")
+    marks = _event_rounds(sc) if by_round else [ev.at for ev in sc.config.timeline]
+    for at in marks:
+        ax.axvline(at, color="C3", alpha=0.25, lw=1)
+    ax.set_xlabel("round" if by_round else "virtual time (s)")
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax2 = ax.twinx()
     ax2.plot(x, [m.peers_alive for m in rows], color="C2", ls="--", label="peers alive")
     ax2.set_ylabel("peers alive")
     ax2.set_ylim(0, max(m.peers_alive for m in rows) * 1.1)
-    ax.set_title(sc.name)
+    ax.set_title(sc.name + (" (real mesh)" if by_round else ""))
     h1, l1 = ax.get_legend_handles_labels()
     h2, l2 = ax2.get_legend_handles_labels()
     ax.legend(h1 + h2, l1 + l2, loc="lower right")
@@ -80,15 +136,17 @@ def plot_run(sc: Scenario, rows: list[RoundMetrics], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_comparison(runs: list[tuple[Scenario, list[RoundMetrics]]], path: Path) -> None:
+def plot_comparison(runs: list[tuple[Scenario, list[RoundMetrics]]], path: Path, *,
+                    by_round: bool = False) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for k, (sc, rows) in enumerate(runs):
-        ax.plot([m.time for m in rows], [m.acc_mean for m in rows], label=sc.name,
-                color=f"C{k}")
-        for ev in sc.config.timeline[:50]:
-            ax.axvline(ev.at, color=f"C{k}", alpha=0.15, lw=1)
-    ax.set_xlabel("virtual time (s)")
+        x = [float(m.round) for m in rows] if by_round else [m.time for m in rows]
+        ax.plot(x, [m.acc_mean for m in rows], label=sc.name, color=f"C{k}")
+        marks = _event_rounds(sc) if by_round else [ev.at for ev in sc.config.timeline]
+        for at in marks[:50]:
+            ax.axvline(at, color=f"C{k}", alpha=0.15, lw=1)
+    ax.set_xlabel("round" if by_round else "virtual time (s)")
     ax.set_ylabel("mean test accuracy of live peers")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -97,44 +155,168 @@ def plot_comparison(runs: list[tuple[Scenario, list[RoundMetrics]]], path: Path)
     plt.close(fig)
 
 
+def plot_sim_vs_real(sim: Outcome, real: Outcome, path: Path) -> None:
+    """Accuracy per round, sim vs real, side by side (and peers alive below)."""
+    plt = pyplot()
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(7.5, 6), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
+    for k, o in enumerate((sim, real)):
+        x = [m.round for m in o.rows]
+        ax.plot(x, [m.acc_mean for m in o.rows], color=f"C{k}", label=f"{o.mode} mean")
+        ax.fill_between(x, [m.acc_min for m in o.rows], [m.acc_max for m in o.rows],
+                        color=f"C{k}", alpha=0.15)
+        ax2.step(x, [m.peers_alive for m in o.rows], where="post", color=f"C{k}",
+                 label=o.mode)
+    for r in _event_rounds(sim.scenario):
+        ax.axvline(r, color="C3", alpha=0.25, lw=1)
+        ax2.axvline(r, color="C3", alpha=0.25, lw=1)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{sim.scenario.name}: simulator vs real mesh")
+    ax2.set_xlabel("round")
+    ax2.set_ylabel("peers alive")
+    ax2.legend(loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(outcomes: list[Outcome]) -> list[str]:
+    lines = ["| scenario | mode | peers | final acc | rounds | peers alive | wall s | stopped |",
+             "|" + "---|" * 8]
+    for o in outcomes:
+        lines.append(f"| {o.scenario.name} | {o.mode} | {o.scenario.config.peers} "
+                     f"| {o.final_acc:.4f} | {len(o.rows)} | {o.alive} | {o.wall:.0f} "
+                     f"| {o.stopped} |")
+    return lines
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("acc {task.fields[acc]:.3f} alive {task.fields[alive]}"),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                    console=console)
+
+
+def run_sim(sc: Scenario, d: Path, progress: Progress) -> Outcome:
+    task = progress.add_task(f"{sc.name} [sim]", total=sc.config.rounds, acc=0.0,
+                             alive=sc.config.peers)
+    t0 = time.perf_counter()
+    sim = Simulation(sc.config)
+
+    def on_round(m: RoundMetrics, t: TaskID = task) -> None:
+        progress.update(t, completed=m.round, acc=m.acc_mean, alive=m.peers_alive)
+
+    rows = sim.run(on_round)
+    wall = time.perf_counter() - t0
+    write_run(d, sim, rows, scenario=sc.name, description=sc.description, mode="sim",
+              wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0)
+    (d / "scenario.toml").write_text(sc.source)
+    if rows:
+        plot_run(sc, rows, d / "accuracy.png")
+    return Outcome(sc, "sim", rows, wall)
+
+
+def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress,
+             console: Console) -> Outcome:
+    d.mkdir(parents=True, exist_ok=True)
+    base = args.base_dir / sc.name if args.base_dir is not None else None
+    opts = RealOptions(out=d, wall_cap=args.wall_cap, base=base, verbose=args.verbose)
+
+    def notice(level: str, text: str) -> None:
+        style = {"error": "red", "warning": "yellow"}.get(level, "dim")
+        console.print(f"{sc.name} [real]: {text}", style=style, soft_wrap=True,
+                      markup=False, highlight=False)
+
+    exp = RealExperiment(sc, opts, on_notice=notice)
+    n = sc.config.peers
+    start = progress.add_task(f"{sc.name} [real] peers up", total=n, acc=0.0, alive=0)
+    task: TaskID | None = None
+
+    def on_tick() -> None:
+        nonlocal task
+        mesh = exp.mesh
+        ready = sum(p.ready for p in mesh.peers)
+        if task is None:
+            progress.update(start, completed=ready, alive=ready)
+            if not mesh.went:
+                return
+            progress.update(start, completed=n)
+            task = progress.add_task(f"{sc.name} [real]", total=sc.config.rounds, acc=0.0,
+                                     alive=ready)
+        rows = mesh.metrics.rows
+        alive = sum(p.alive for p in mesh.peers if p.index not in exp.byzantine)
+        progress.update(task, completed=len(rows), acc=rows[-1].acc_mean if rows else 0.0,
+                        alive=alive)
+
+    async def go() -> Any:
+        loop = asyncio.get_running_loop()
+        for sig, name in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
+            loop.add_signal_handler(sig, exp.mesh.request_stop, name)
+        try:
+            return await exp.run(on_tick=on_tick)
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+    result = asyncio.run(go())
+    (d / "scenario.toml").write_text(sc.source)
+    if result.rows:
+        plot_run(sc, result.rows, d / "accuracy.png", by_round=True)
+    fired = [int(e["at_round"]) for e in exp.fired]
+    return Outcome(sc, "real", result.rows, result.wall_time, result.stopped or "done", fired)
+
+
 def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
+    if not console.is_terminal:
+        console = Console(stderr=True, width=200)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if not args.verbose:
+        logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     overrides = parse_overrides(args.set)
     scenarios = [load_scenario(p, overrides) for p in args.scenarios]  # fail fast
+    names = [sc.name for sc in scenarios]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"two scenarios share a name: {names}")
     out: Path = args.out
-    runs: list[tuple[Scenario, list[RoundMetrics]]] = []
-    lines = ["| scenario | peers | events | final acc | min | alive at end | acc before first "
-             "event | wall s |", "|" + "---|" * 8]
-    with round_progress(console,
-                        "acc {task.fields[acc]:.3f} alive {task.fields[alive]}") as progress:
+    modes = ["sim", "real"] if args.mode == "both" else [args.mode]
+    outcomes: list[Outcome] = []
+    code = 0
+    with _progress(console) as progress:
         for sc in scenarios:
-            task = progress.add_task(sc.name, total=sc.config.rounds, acc=0.0,
-                                     alive=sc.config.peers)
-            t0 = time.perf_counter()
-            sim = Simulation(sc.config)
-            def on_round(m: RoundMetrics, t: TaskID = task) -> None:
-                progress.update(t, completed=m.round, acc=m.acc_mean, alive=m.peers_alive)
-
-            rows = sim.run(on_round)
-            wall = time.perf_counter() - t0
-            d = out / sc.name
-            write_run(d, sim, rows, scenario=sc.name, description=sc.description,
-                      final_peers_alive=rows[-1].peers_alive if rows else 0)
-            (d / "scenario.toml").write_text(sc.source)
-            if rows:
-                plot_run(sc, rows, d / "accuracy.png")
-            first = sc.config.timeline[0].at if sc.config.timeline else None
-            before = [m.acc_mean for m in rows if first is None or m.time <= first]
-            lines.append(
-                f"| {sc.name} | {sc.config.peers} | {len(sc.config.timeline)} "
-                f"| {rows[-1].acc_mean:.4f} | {rows[-1].acc_min:.4f} | {rows[-1].peers_alive} "
-                f"| {before[-1] if before else float('nan'):.4f} | {wall:.0f} |"
-            )
-            runs.append((sc, rows))
-            console.print(f"{sc.name}: final acc {rows[-1].acc_mean:.4f} "
-                          f"({rows[-1].peers_alive} peers alive) -> {d}")
-    if len(runs) > 1:
+            per_mode: dict[str, Outcome] = {}
+            for mode in modes:
+                d = out / sc.name / mode if len(modes) > 1 else out / sc.name
+                if mode == "sim":
+                    o = run_sim(sc, d, progress)
+                else:
+                    o = run_real(sc, d, args, progress, console)
+                per_mode[mode] = o
+                outcomes.append(o)
+                console.print(f"{sc.name} [{mode}]: final acc {o.final_acc:.4f} after "
+                              f"{len(o.rows)} rounds ({o.alive} peers alive, "
+                              f"{o.wall:.0f} s, {o.stopped}) -> {d}", soft_wrap=True)
+                if o.stopped in ("interrupted", "terminated"):
+                    code = 130 if o.stopped == "interrupted" else 143
+                    break
+                if o.stopped == "error":
+                    code = 1
+            if len(per_mode) == 2 and per_mode["sim"].rows and per_mode["real"].rows:
+                plot_sim_vs_real(per_mode["sim"], per_mode["real"],
+                                 out / sc.name / "sim-vs-real.png")
+            if code in (130, 143):
+                break
+    lines = table(outcomes)
+    if args.mode == "both":
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "sim-vs-real.md").write_text("\n".join(lines) + "\n")
+    if len(scenarios) > 1 and args.mode != "both" and outcomes:
         (out / "comparison.md").write_text("\n".join(lines) + "\n")
-        plot_comparison(runs, out / "comparison.png")
-        console.print("\n".join(lines))
-    return 0
+        plot_comparison([(o.scenario, o.rows) for o in outcomes if o.rows],
+                        out / "comparison.png", by_round=args.mode == "real")
+    if args.mode == "both" or len(scenarios) > 1:
+        sys.stdout.write("\n".join(lines) + "\n")  # plain lines: no wrapping when piped
+    return code

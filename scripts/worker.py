@@ -6,7 +6,12 @@ Protocol with the launcher (newline-delimited JSON):
 
 - stdin, first line: the worker's config (see :func:`parse_config`). Later lines are
   commands: ``{"cmd": "go"}`` starts the rounds of every hosted peer (the launcher sends
-  it once all peers are up and have found neighbours), ``{"cmd": "stop"}`` stops them.
+  it once all peers are up and have found neighbours), ``{"cmd": "stop"}`` stops them,
+  ``{"cmd": "block", "peers": [PEER_ID, ...]}`` / ``{"cmd": "unblock", ...}`` cut and
+  restore links of every hosted peer (or of peer ``"i"`` only) at run time. Only a
+  peer whose spec has ``allowed`` or ``blocked`` runs behind a FilteredTransport and
+  can block (real-mode experiments give every peer its ``allowed`` list: its graph
+  neighbours). Each is answered by a ``blocked`` / ``unblocked`` event.
   End of stdin also stops them: when the launcher dies, even by ``kill -9``, its end of
   the pipe closes and the worker exits on its own, so no peer is left orphaned.
 - stdout: one JSON object per line, each with ``"i"`` (the peer's index in the launch):
@@ -32,10 +37,12 @@ import os
 import signal
 import sys
 import traceback
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
+from rumor.node.transport.base import Transport
+from rumor.node.transport.filtered import FilteredTransport
 from rumor.node.transport.libp2p import Libp2pTransport
 
 log = logging.getLogger("rumor.worker")
@@ -47,6 +54,21 @@ class PeerSpec:
     data_dir: str
     shard: int
     api_port: int = 0
+    node_overrides: dict[str, Any] = field(default_factory=dict)  # NodeConfig fields
+    allowed: tuple[str, ...] | None = None  # PeerIDs it may link to (None: everyone)
+    blocked: tuple[str, ...] = ()  # PeerIDs whose links are cut at start
+    start_round: int | None = None  # start at least at this round (a rejoin)
+    relay: bool = False  # trains on no data (relay only)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PeerSpec:
+        known = {f.name for f in fields(cls)}
+        args = {k: v for k, v in raw.items() if k in known}
+        if args.get("allowed") is not None:
+            args["allowed"] = tuple(args["allowed"])
+        args["blocked"] = tuple(args.get("blocked", ()))
+        args["node_overrides"] = dict(args.get("node_overrides") or {})
+        return cls(**args)
 
 
 @dataclass(frozen=True)
@@ -69,7 +91,7 @@ def parse_config(text: str) -> WorkerConfig:
     raw = json.loads(text)
     known = {f.name for f in fields(WorkerConfig)}
     args = {k: v for k, v in raw.items() if k in known}
-    args["peers"] = tuple(PeerSpec(**p) for p in raw["peers"])
+    args["peers"] = tuple(PeerSpec.from_dict(p) for p in raw["peers"])
     args["bootstrap"] = tuple(raw.get("bootstrap", ()))
     return WorkerConfig(**args)
 
@@ -101,14 +123,21 @@ class Hosted:
     """One peer of this worker: transport, runtime, API."""
 
     def __init__(self, spec: PeerSpec, cfg: WorkerConfig, emit: Emitter) -> None:
+        import numpy as np
+
         from rumor.node.assembly import NodeConfig, build_runtime
         from rumor.node.identity import load_or_create_identity
 
         self.spec = spec
         data_dir = Path(spec.data_dir)
         identity = load_or_create_identity(data_dir)
-        node_cfg = NodeConfig(**{**cfg.node, "shard": spec.shard})
-        self.transport = Libp2pTransport(
+        node_fields = {f.name for f in fields(NodeConfig)}
+        overrides = dict(spec.node_overrides)
+        relay_field = spec.relay and "holds_data" in node_fields
+        if relay_field:
+            overrides["holds_data"] = False
+        node_cfg = NodeConfig(**{**cfg.node, **overrides, "shard": spec.shard})
+        self.libp2p = Libp2pTransport(
             identity,
             listen=["/ip4/127.0.0.1/tcp/0"],
             swarm=node_cfg.swarm,
@@ -118,6 +147,12 @@ class Hosted:
             discovery_interval=cfg.discovery_interval,
             join_stagger=cfg.join_stagger,
         )
+        self.filter: FilteredTransport | None = None
+        self.transport: Transport = self.libp2p
+        if spec.allowed is not None or spec.blocked:
+            allowed = None if spec.allowed is None else set(spec.allowed)
+            self.filter = FilteredTransport(self.libp2p, allowed, blocked=spec.blocked)
+            self.transport = self.filter
         i = spec.index
 
         def on_event(e: dict[str, Any]) -> None:
@@ -129,8 +164,26 @@ class Hosted:
         self.runtime, self.start_round = build_runtime(
             node_cfg, identity, self.transport, data_dir=data_dir, on_event=on_event
         )
+        if spec.relay and not relay_field:
+            # NodeConfig has no relay flag yet: a relay is a peer with no training data
+            # (training is then a no-op and its updates weigh 0 samples, as in the sim).
+            self.runtime.learner.indices = np.zeros(0, dtype=np.int64)
+        if spec.start_round is not None:
+            self.start_round = max(self.start_round, spec.start_round)
         self.api: Any = None
         self.task: asyncio.Task[None] | None = None
+
+    def connected(self) -> list[str]:
+        """Neighbours it can talk to (after the filter, when there is one)."""
+        if self.filter is not None:
+            return self.filter.connected_peers()
+        return self.libp2p.connected_peers()
+
+    def set_blocked(self, peers: list[str], block: bool) -> bool:
+        if self.filter is None:
+            return False
+        (self.filter.block if block else self.filter.unblock)(peers)
+        return True
 
 
 async def _start(h: Hosted, cfg: WorkerConfig, emit: Emitter) -> None:
@@ -144,6 +197,7 @@ async def _start(h: Hosted, cfg: WorkerConfig, emit: Emitter) -> None:
         "event": "ready",
         "peer": h.transport.local_id,
         "addrs": h.transport.listen_addrs(),
+        "filtered": h.filter is not None,
         "api": f"http://{cfg.api_host}:{port}",
         "start_round": h.start_round,
         "shard": h.spec.shard,
@@ -152,7 +206,22 @@ async def _start(h: Hosted, cfg: WorkerConfig, emit: Emitter) -> None:
     })
 
 
-async def _read_commands(go: asyncio.Event, stop: asyncio.Event) -> None:
+def _block(hosted: list[Hosted], msg: dict[str, Any], emit: Emitter) -> None:
+    """Apply a block / unblock command to the hosted peers it names."""
+    block = msg.get("cmd") == "block"
+    peers = [str(p) for p in msg.get("peers", [])]
+    target = msg.get("i")
+    for h in hosted:
+        if target is not None and h.spec.index != target:
+            continue
+        ok = h.set_blocked(peers, block)
+        emit({"i": h.spec.index, "event": "blocked" if block else "unblocked",
+              "peers": len(peers), "applied": ok,
+              "blocked_now": len(h.filter.blocked) if h.filter is not None else 0})
+
+
+async def _read_commands(go: asyncio.Event, stop: asyncio.Event, hosted: list[Hosted],
+                         emit: Emitter, history: list[dict[str, Any]]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -161,13 +230,17 @@ async def _read_commands(go: asyncio.Event, stop: asyncio.Event) -> None:
         if not line:
             break  # EOF: the launcher closed the pipe or died
         try:
-            cmd = json.loads(line).get("cmd")
+            msg = json.loads(line)
+            cmd = msg.get("cmd")
         except (ValueError, AttributeError):
             continue
         if cmd == "go":
             go.set()
         elif cmd == "stop":
             break
+        elif cmd in ("block", "unblock"):
+            history.append(msg)  # replayed on peers that start later
+            _block(hosted, msg, emit)
     stop.set()
 
 
@@ -184,7 +257,7 @@ async def _report_neighbours(hosted: list[Hosted], emit: Emitter) -> None:
     last: dict[int, int] = {}
     while True:
         for h in hosted:
-            n = len(h.transport.connected_peers())
+            n = len(h.connected())
             if last.get(h.spec.index) != n:
                 last[h.spec.index] = n
                 emit({"i": h.spec.index, "event": "neighbours", "count": n})
@@ -206,8 +279,9 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
     go, stop = asyncio.Event(), asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    commands = asyncio.ensure_future(_read_commands(go, stop))
     hosted: list[Hosted] = []
+    history: list[dict[str, Any]] = []
+    commands = asyncio.ensure_future(_read_commands(go, stop, hosted, emit, history))
     reporter: asyncio.Task[None] | None = None
     code = 0
     try:
@@ -219,6 +293,10 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
                     await asyncio.wait_for(stop.wait(), cfg.peer_stagger)
             try:
                 h = Hosted(spec, cfg, emit)
+                for msg in history:  # block commands that came while it was starting
+                    if msg.get("i") in (None, spec.index):
+                        h.set_blocked([str(p) for p in msg.get("peers", [])],
+                                      msg.get("cmd") == "block")
                 hosted.append(h)
                 await _start(h, cfg, emit)
             except Exception as exc:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -83,10 +84,14 @@ class FilteredTransport:
     ) -> None:
         self.inner = inner
         self.max_message = inner.max_message
+        # the inner transport's frame reject counter, shared (it refuses frames itself)
+        rejects = getattr(inner, "frame_rejects", None)
+        self.frame_rejects: Counter[str] = rejects if isinstance(rejects, Counter) else Counter()
         self.allowed: frozenset[PeerId] | None = None if allowed is None else frozenset(allowed)
         self.blocked: set[PeerId] = set(blocked)
         self.stats = FilterStats()
         self._below: dict[PeerId, tuple[str, ...]] = {}  # connected underneath -> addrs
+        self._below_now: set[PeerId] = set()  # the same, as of arrival (not of delivery)
         self._shown: set[PeerId] = set()  # peers the caller was told are connected
         self._queue: asyncio.Queue[TransportEvent | _Refresh | _Closed] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
@@ -112,8 +117,9 @@ class FilteredTransport:
                 self._queue.put_nowait(_Refresh(p))
 
     def connected_peers(self) -> list[PeerId]:
-        """Peers the caller currently sees as connected (a snapshot)."""
-        return sorted(self._shown)
+        """Visible peers connected underneath now (a snapshot; also before anyone
+        takes events: a node reports its neighbours before its rounds start)."""
+        return sorted(p for p in self._below_now if self.visible(p))
 
     def _filter(self, item: TransportEvent | _Refresh) -> TransportEvent | None:
         if isinstance(item, _Refresh):
@@ -166,6 +172,10 @@ class FilteredTransport:
         try:
             while True:
                 ev = await self.inner.next_event()
+                if isinstance(ev, PeerConnected):
+                    self._below_now.add(ev.peer)
+                elif isinstance(ev, PeerDisconnected):
+                    self._below_now.discard(ev.peer)
                 out = self._filter(ev) if isinstance(ev, Received) else ev
                 if out is not None:
                     self._queue.put_nowait(out)
