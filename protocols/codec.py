@@ -23,9 +23,17 @@ Signed digest (domain separated; integers big-endian, strings length-prefixed)::
 
 ``sent_at`` is informational and not signed. The map is flat so the tensor bytes are
 packed and unpacked once (no nested msgpack). Decoding checks cheap things first:
-total size before unpacking, msgpack container limits during unpacking, version and
-swarm before the signature, byte length against dtype x shape before any
-allocation. Every failure raises RejectedMessage with the reason it is counted under.
+total size before unpacking, the structure while parsing, version and swarm before the
+signature, byte length against dtype x shape before any allocation. Every failure
+raises RejectedMessage with the reason it is counted under.
+
+Decoding is a strict one-pass parser, not a generic msgpack unpacker: the top level
+must be a map of at most ``len(FIELDS)`` entries; every key a short str listed in
+FIELDS, at most once; every value of its field's wire type. The only container allowed
+is the short int list of ``"sh"``; any other array, map or ext is refused at its
+header byte, before anything inside it is built. So decoding costs O(len(raw)) time
+and at most one copy of each str/bin field in memory (issue 9, class 1). A new field
+is one line in FIELDS.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
@@ -59,6 +67,37 @@ DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
 _MAX_DIMS = 8
 _MAX_SWARM = 256
 _MAX_HOPS = 255
+_MAX_KEY = 16
+_MAX_STR = 4096
+
+# Wire types of envelope fields (what the decoder accepts for a key).
+INT: Final = "int"  # a msgpack int (not bool)
+NUMBER: Final = "number"  # a msgpack int or float
+STR: Final = "str"  # UTF-8 str, at most _MAX_STR bytes
+BIN: Final = "bin"  # bin, at most Limits.max_message bytes
+INT_LIST: Final = "int_list"  # an array of at most _MAX_DIMS ints
+
+#: Every key an envelope may carry -> the wire type of its value. The decoder refuses
+#: any other key, a repeated key, and any value of another type. To add a field to a
+#: message kind, add its key here (scalars, str and bin only; containers stay out).
+FIELDS: dict[str, str] = {
+    "v": INT,  # wire version
+    "k": STR,  # kind
+    "sw": STR,  # swarm
+    "s": BIN,  # sender PeerID
+    "r": INT,  # round
+    "q": INT,  # seq
+    "t": NUMBER,  # sent_at
+    "sig": BIN,  # signature
+    # model bodies
+    "n": INT,  # num_samples
+    "dt": STR,  # dtype
+    "sh": INT_LIST,  # shape
+    "x": BIN,  # tensor bytes
+    # record bodies
+    "h": INT,  # hops
+    "in": BIN,  # the forwarded signed message
+}
 
 
 @dataclass(frozen=True)
@@ -144,23 +183,207 @@ def encode(
     return packed
 
 
-def _unpack(raw: bytes, limits: Limits, max_bin: int) -> Any:
-    try:
-        return msgpack.unpackb(
-            raw,
-            raw=False,
-            strict_map_key=True,
-            max_bin_len=max_bin,
-            max_str_len=4096,
-            max_array_len=_MAX_DIMS * 2 + 16,
-            max_map_len=16,
-            max_ext_len=0,
-        )
-    except Exception as exc:  # msgpack raises many types on garbage
-        raise RejectedMessage("malformed", f"msgpack: {type(exc).__name__}") from None
+#: FIELDS by their fixstr encoding (type byte + UTF-8), the decoder's fast path.
+_KEYS: Final = {bytes([0xA0 | len(k.encode())]) + k.encode(): (k, t) for k, t in FIELDS.items()}
+
+_UNPACK_INT: Final = {
+    0xCC: struct.Struct(">B"),
+    0xCD: struct.Struct(">H"),
+    0xCE: struct.Struct(">I"),
+    0xCF: struct.Struct(">Q"),
+    0xD0: struct.Struct(">b"),
+    0xD1: struct.Struct(">h"),
+    0xD2: struct.Struct(">i"),
+    0xD3: struct.Struct(">q"),
+}
+_UNPACK_FLOAT: Final = {0xCA: struct.Struct(">f"), 0xCB: struct.Struct(">d")}
+_LEN: Final = (struct.Struct(">B"), struct.Struct(">H"), struct.Struct(">I"))  # 8/16/32-bit
+
+
+def _type_name(b: int) -> str:
+    """What a msgpack type byte starts, for reject details."""
+    if b <= 0x7F or b >= 0xE0 or 0xCC <= b <= 0xD3:
+        return "int"
+    if b <= 0x8F or b in (0xDE, 0xDF):
+        return "map"
+    if b <= 0x9F or b in (0xDC, 0xDD):
+        return "array"
+    if b <= 0xBF or 0xD9 <= b <= 0xDB:
+        return "str"
+    if 0xC4 <= b <= 0xC6:
+        return "bin"
+    if b in (0xCA, 0xCB):
+        return "float"
+    if b == 0xC0:
+        return "nil"
+    if b in (0xC2, 0xC3):
+        return "bool"
+    if 0xC7 <= b <= 0xC9 or 0xD4 <= b <= 0xD8:
+        return "ext"
+    return f"byte 0x{b:02x}"
+
+
+class _Parser:
+    """A cursor over one envelope; every method refuses what the envelope may not hold."""
+
+    __slots__ = ("buf", "max_bin", "pos")
+
+    def __init__(self, buf: bytes, max_bin: int) -> None:
+        self.buf = buf
+        self.pos = 0
+        self.max_bin = max_bin
+
+    def _byte(self) -> int:
+        if self.pos >= len(self.buf):
+            raise RejectedMessage("malformed", "truncated msgpack")
+        b = self.buf[self.pos]
+        self.pos += 1
+        return b
+
+    def _length(self, width: int) -> int:
+        """A big-endian length field of 1, 2 or 4 bytes (width index 0, 1, 2)."""
+        unpack = _LEN[width]
+        end = self.pos + unpack.size
+        if end > len(self.buf):
+            raise RejectedMessage("malformed", "truncated msgpack")
+        (n,) = unpack.unpack_from(self.buf, self.pos)
+        self.pos = end
+        return int(n)
+
+    def _take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.buf):
+            raise RejectedMessage("malformed", f"a {n}-byte value runs past the end")
+        data = self.buf[self.pos : end]
+        self.pos = end
+        return data
+
+    def map_header(self) -> int:
+        b = self._byte()
+        if 0x80 <= b <= 0x8F:
+            return b & 0x0F
+        if b in (0xDE, 0xDF):
+            return self._length(b - 0xDE + 1)
+        raise RejectedMessage("malformed", f"envelope is not a map but {_type_name(b)}")
+
+    def key(self) -> tuple[str, str]:
+        """The next key and its FIELDS type; refuses keys not in FIELDS."""
+        buf, pos = self.buf, self.pos
+        b = buf[pos] if pos < len(buf) else -1
+        if 0xA0 <= b <= 0xBF:  # fixstr: the common case, one dict lookup
+            end = pos + 1 + (b & 0x1F)
+            known = _KEYS.get(buf[pos:end])
+            if known is not None:
+                self.pos = end
+                return known
+        self.pos += 1
+        if b < 0:
+            raise RejectedMessage("malformed", "truncated msgpack")
+        if 0xA0 <= b <= 0xBF:
+            n = b & 0x1F
+        elif b == 0xD9:
+            n = self._length(0)
+        else:
+            raise RejectedMessage("malformed", f"a key is {_type_name(b)}, not a short str")
+        if n > _MAX_KEY:
+            raise RejectedMessage("malformed", f"a {n}-byte key")
+        key = self._text(n)
+        typ = FIELDS.get(key)  # a str8 key, or a field added to FIELDS after import
+        if typ is None:
+            raise RejectedMessage("malformed", f"unknown field {key!r}")
+        return key, typ
+
+    def _text(self, n: int) -> str:
+        try:
+            return self._take(n).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RejectedMessage("malformed", "str is not UTF-8") from None
+
+    def _int(self, b: int) -> int | None:
+        """The int that starts with type byte ``b``, or None if ``b`` is not an int."""
+        if b <= 0x7F:
+            return b
+        if b >= 0xE0:
+            return b - 0x100
+        unpack = _UNPACK_INT.get(b)
+        if unpack is None:
+            return None
+        end = self.pos + unpack.size
+        if end > len(self.buf):
+            raise RejectedMessage("malformed", "truncated msgpack")
+        (value,) = unpack.unpack_from(self.buf, self.pos)
+        self.pos = end
+        return int(value)
+
+    def value(self, key: str, typ: str) -> Any:
+        b = self._byte()
+        if typ in (INT, NUMBER):
+            number = self._int(b)
+            if number is not None:
+                return number
+            unpack = _UNPACK_FLOAT.get(b)
+            if typ == NUMBER and unpack is not None:
+                (f,) = unpack.unpack_from(self._take(unpack.size))
+                return float(f)
+        elif typ == BIN:
+            if 0xC4 <= b <= 0xC6:
+                n = self._length(b - 0xC4)
+                if n > self.max_bin:
+                    raise RejectedMessage("oversize", f"field {key!r}: {n}-byte bin")
+                return self._take(n)
+        elif typ == STR:
+            if 0xA0 <= b <= 0xBF:
+                n = b & 0x1F
+            elif 0xD9 <= b <= 0xDB:
+                n = self._length(b - 0xD9)
+            else:
+                n = -1
+            if n > _MAX_STR:
+                raise RejectedMessage("malformed", f"field {key!r}: {n}-byte str")
+            if n >= 0:
+                return self._text(n)
+        elif typ == INT_LIST:
+            if 0x90 <= b <= 0x9F:
+                n = b & 0x0F
+            elif b in (0xDC, 0xDD):
+                n = self._length(b - 0xDC + 1)
+            else:
+                n = -1
+            if n > _MAX_DIMS:
+                raise RejectedMessage("bad_tensor", f"field {key!r}: {n} entries > {_MAX_DIMS}")
+            if n >= 0:
+                items: list[int] = []
+                for _ in range(n):
+                    eb = self._byte()
+                    item = self._int(eb)
+                    if item is None:
+                        raise RejectedMessage(
+                            "bad_tensor", f"field {key!r} holds {_type_name(eb)}, not int"
+                        )
+                    items.append(item)
+                return items
+        raise RejectedMessage("malformed", f"field {key!r} is {_type_name(b)}, not {typ}")
+
+
+def _unpack(raw: bytes | bytearray | memoryview, limits: Limits) -> dict[str, Any]:
+    """The envelope's fields, parsed strictly against FIELDS (see the module docstring)."""
+    parser = _Parser(raw if isinstance(raw, bytes) else bytes(raw), limits.max_message)
+    count = parser.map_header()
+    if count > len(FIELDS):
+        raise RejectedMessage("malformed", f"{count} fields > {len(FIELDS)}")
+    obj: dict[str, Any] = {}
+    for _ in range(count):
+        key, typ = parser.key()
+        if key in obj:
+            raise RejectedMessage("malformed", f"field {key!r} repeated")
+        obj[key] = parser.value(key, typ)
+    if parser.pos != len(parser.buf):
+        raise RejectedMessage("malformed", f"{len(parser.buf) - parser.pos} bytes after the map")
+    return obj
 
 
 def _field(obj: dict[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
+    """A field the parser typed already (FIELDS); ``typ`` double-checks the table."""
     if key not in obj:
         raise RejectedMessage("malformed", f"missing field {key!r}")
     val = obj[key]
@@ -192,9 +415,7 @@ def decode(
         raise RejectedMessage("malformed", "not bytes")
     if len(raw) > limits.max_message:
         raise RejectedMessage("oversize", f"{len(raw)} > {limits.max_message} bytes")
-    obj = _unpack(raw, limits, limits.max_message)
-    if not isinstance(obj, dict):
-        raise RejectedMessage("malformed", "envelope is not a map")
+    obj = _unpack(raw, limits)
     version = _field(obj, "v", int)
     if version != WIRE_VERSION:
         raise RejectedMessage("unknown_version", f"version {version}")

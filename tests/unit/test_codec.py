@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import msgpack
 import numpy as np
 import pytest
@@ -10,7 +12,16 @@ from hypothesis import strategies as st
 
 from rumor.protocols import codec
 from rumor.protocols.errors import RejectedMessage
-from rumor.protocols.messages import Kind, ModelBody, TensorPayload
+from rumor.protocols.messages import (
+    MODEL_KINDS,
+    RECORD_KINDS,
+    Body,
+    EmptyBody,
+    Kind,
+    ModelBody,
+    RecordBody,
+    TensorPayload,
+)
 from tests.helpers import SWARM, ident, update_bytes
 
 
@@ -129,3 +140,113 @@ def test_sample_count_and_shape_are_signed() -> None:
         obj[key] = value
         with pytest.raises(RejectedMessage, match="bad_signature"):
             codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM)
+
+
+# ------------------------------------------------ strict structure (issue 9, class 1)
+
+
+def _bodies() -> dict[Kind, Body]:
+    model = ModelBody(TensorPayload.from_array(np.ones((2, 3), np.float32)), 4)
+    inner = update_bytes(ident(3), np.ones(3, np.float32))
+    return {
+        kind: model if kind in MODEL_KINDS
+        else RecordBody(inner, 2) if kind in RECORD_KINDS
+        else EmptyBody()
+        for kind in Kind
+    }
+
+
+@pytest.mark.parametrize("kind", list(Kind))
+def test_every_kind_round_trips_through_the_strict_parser(kind: Kind) -> None:
+    body = _bodies()[kind]
+    raw = codec.encode(kind, swarm=SWARM, sender=ident(1), round_=2, seq=5, sent_at=1.5,
+                       body=body)
+    assert set(msgpack.unpackb(raw, raw=False)) <= set(codec.FIELDS)
+    env = codec.decode(raw, swarm=SWARM)
+    assert (env.kind, env.round, env.seq, env.sent_at, env.body) == (kind, 2, 5, 1.5, body)
+
+
+_SCALARS: dict[str, st.SearchStrategy[object]] = {
+    codec.INT: st.integers(-(2**63), 2**64 - 1),
+    codec.NUMBER: st.one_of(st.integers(-(2**63), 2**64 - 1), st.floats(allow_nan=False)),
+    codec.STR: st.text(max_size=300),
+    codec.BIN: st.binary(max_size=300),
+    codec.INT_LIST: st.lists(st.integers(-(2**63), 2**64 - 1), max_size=8),
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_strict_parser_reads_well_typed_maps_exactly_like_msgpack(data: st.DataObject) -> None:
+    keys = data.draw(st.lists(st.sampled_from(sorted(codec.FIELDS)), unique=True))
+    obj = {k: data.draw(_SCALARS[codec.FIELDS[k]]) for k in keys}
+    raw = msgpack.packb(obj, use_bin_type=True)
+    assert codec._unpack(raw, codec.Limits()) == msgpack.unpackb(raw, raw=False) == obj
+    assert codec._unpack(bytearray(raw), codec.Limits()) == obj
+    assert codec._unpack(memoryview(raw), codec.Limits()) == obj
+
+
+def _signed_fields() -> dict[str, object]:
+    obj: dict[str, object] = msgpack.unpackb(
+        update_bytes(ident(1), np.ones(4, np.float32)), raw=False
+    )
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "detail"),
+    [
+        ({"x": [[]] * 3}, "malformed", "field 'x' is array, not bin"),
+        ({"sw": {"a": 1}}, "malformed", "field 'sw' is map, not str"),
+        ({"sh": [[4]]}, "bad_tensor", "holds array, not int"),
+        ({"sh": [1] * 9}, "bad_tensor", "9 entries"),
+        ({"sh": [1.5]}, "bad_tensor", "holds float, not int"),
+        ({"r": True}, "malformed", "field 'r' is bool, not int"),
+        ({"t": None}, "malformed", "field 't' is nil, not number"),
+        ({"zz": 1}, "malformed", "unknown field 'zz'"),
+        ({"sig": "not bin"}, "malformed", "field 'sig' is str, not bin"),
+    ],
+)
+def test_a_field_of_the_wrong_shape_is_refused_with_its_reason(
+    change: dict[str, object], reason: str, detail: str
+) -> None:
+    obj = _signed_fields() | change
+    with pytest.raises(RejectedMessage, match=reason) as exc:
+        codec.decode(msgpack.packb(obj, use_bin_type=True), swarm=SWARM)
+    assert exc.value.reason == reason and detail in exc.value.detail
+
+
+@pytest.mark.parametrize(
+    ("raw", "detail"),
+    [
+        (b"\x91\xa1v", "envelope is not a map but array"),
+        (b"\xc0", "envelope is not a map but nil"),
+        (b"\xdf\xff\xff\xff\xff", "fields >"),
+        (b"\x82\xa1v\x01\xa1v\x01", "field 'v' repeated"),
+        (b"\x81\x01\x01", "a key is int, not a short str"),
+        (b"\x81\x81\xa1a\x01\x01", "a key is map, not a short str"),
+        (b"\x81\xa1x\xc6\xff\xff\xff\xff", "oversize"),
+        (b"\x81\xa1x\xc5\x00\x10ab", "runs past the end"),
+        (b"\x81\xa1x\xc7\x05\x01abcde", "field 'x' is ext, not bin"),
+        (b"\x81\xa1x\xc1", "field 'x' is byte 0xc1, not bin"),
+        (b"\x81\xa2k\xff\x01", "UTF-8"),
+        (b"\x81\xa1v\x01\x00", "1 bytes after the map"),
+        (b"\x81\xa1v\xcd\x01", "truncated"),
+        (b"\x81", "truncated"),
+    ],
+)
+def test_hostile_structures_are_refused_at_their_first_bad_byte(raw: bytes, detail: str) -> None:
+    with pytest.raises(RejectedMessage) as exc:
+        codec.decode(raw)
+    assert detail in str(exc.value)
+
+
+def test_a_nested_container_frame_costs_time_linear_in_its_size_and_no_memory() -> None:
+    # ~8 MiB of nested empty arrays under "x": the old decoder built ~500 MB of lists.
+    from tests.adversarial.frames import nested_frame, top_level_array
+
+    for raw in (nested_frame(8 * 1024 * 1024), top_level_array(8 * 1024 * 1024)):
+        t0 = time.perf_counter()
+        with pytest.raises(RejectedMessage, match="malformed"):
+            codec.decode(raw, swarm=SWARM)
+        assert time.perf_counter() - t0 < 1.0
