@@ -15,17 +15,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rumor.node.attacks import parse_attack
 from rumor.node.checkpoint import load_checkpoint
 from rumor.node.data import Dataset, load_dataset, split_indices
+from rumor.node.engine import build_peer, data_label_map
 from rumor.node.learner import Learner, LearnerConfig
 from rumor.node.merging import FEDAVG, resolve_rule
 from rumor.node.models import init_params
 from rumor.node.runtime import EventSink, NodeRuntime
 from rumor.node.transport.base import Transport
+from rumor.protocols.config import ProtocolConfig, for_runtime
 from rumor.protocols.errors import AggregationError, ConfigError
 from rumor.protocols.identity import Identity
-from rumor.protocols.peer import Peer, PeerConfig
-from rumor.protocols.validation import ValidationConfig
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,28 @@ class NodeConfig:
     batch_size: int = 8
     local_epochs: int = 1
     rounds: int | None = None
-    round_timeout: float = 10.0
-    min_updates: int | None = None
-    fanout: int | None = None
-    max_lag: int = 5  # accept updates up to this many rounds old (peers run async)
+    round_timeout: float = ProtocolConfig.round_timeout
+    min_updates: int | None = None  # None: the "real" runtime difference (2)
+    fanout: int | None = None  # None: the "real" runtime difference (8)
+    max_lag: int = ProtocolConfig.max_lag
+    attack: str | None = None  # this peer is Byzantine: an attack spec ("alie", ...)
+    holds_data: bool = True  # False: a relay-only peer (trains on nothing)
+    topology_imposed: bool = False  # the neighbours are a scenario's graph (real mode)
+    polyak_beta: float | None = None  # None: 0.99 for monna, else plain SGD
+
+    def protocol(self) -> ProtocolConfig:
+        """This peer's ProtocolConfig: the one set of defaults, the real mesh's named
+        differences applied where this config leaves a field unset."""
+        explicit = frozenset(k for k in ("min_updates", "fanout")
+                             if getattr(self, k) is not None)
+        base = ProtocolConfig(
+            swarm=self.swarm, aggregator=self.aggregator, f=self.f, rounds=self.rounds,
+            round_timeout=self.round_timeout, min_updates=self.min_updates,
+            fanout=self.fanout, max_lag=self.max_lag, attack=self.attack,
+            polyak_beta=self.polyak_beta, sign=True,
+        )
+        return for_runtime(base, "real-topology" if self.topology_imposed else "real",
+                           explicit)
 
     def validate(self) -> None:
         if self.aggregator == FEDAVG:
@@ -62,6 +81,8 @@ class NodeConfig:
             resolve_rule(self.aggregator)
         except AggregationError as exc:
             raise ConfigError(str(exc)) from None
+        if self.attack is not None:
+            parse_attack(self.attack)
 
 
 @functools.lru_cache(maxsize=4)
@@ -100,6 +121,10 @@ def build_runtime(
         if loaded.checkpoint is not None:
             params = torch.from_numpy(loaded.checkpoint.params)
             start_round = loaded.checkpoint.round
+    proto = config.protocol()
+    spec = parse_attack(config.attack) if config.attack else None
+    if not config.holds_data:
+        indices = np.zeros(0, dtype=np.int64)
     learner = Learner(
         LearnerConfig(
             model=config.model,
@@ -109,25 +134,14 @@ def build_runtime(
             local_epochs=config.local_epochs,
             f=config.f,
             seed=peer_seed,
+            label_map=data_label_map(spec, dataset.num_classes),
         ),
         dataset,
         indices,
         params,
     )
-    peer = Peer(
-        identity,
-        PeerConfig(
-            validation=ValidationConfig(
-                swarm=config.swarm, shape=(learner.dimension,), max_lag=config.max_lag
-            ),
-            rounds=config.rounds,
-            round_timeout=config.round_timeout,
-            min_updates=config.min_updates,
-            fanout=config.fanout,
-            sign=True,
-            adopt_senders=True,
-            seed=peer_seed,
-        ),
-    )
+    peer = build_peer(identity, proto, dimension=learner.dimension,
+                      layout=learner.trainer.layout, seed=peer_seed,
+                      view=(proto.min_updates or 8) + 1)
     runtime = NodeRuntime(peer, transport, learner, data_dir=data_dir, on_event=on_event)
     return runtime, start_round

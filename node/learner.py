@@ -1,14 +1,13 @@
-"""The CPU side of one real peer: its model vector, local data, training, merging.
+"""The CPU side of one real peer: its model vector, local data, training, evaluation.
 
-Everything here is blocking torch work; the runtime calls it through
-``asyncio.to_thread`` so the event loop keeps serving the network and the API.
+Everything here is blocking torch work; the runtime runs it off the event loop.
 Training and evaluation reuse BatchedTrainer with one row, the same code the
-simulator runs for thousands of peers.
+simulator runs for thousands of peers. Merging is not here: it is the Peer's merger
+(rumor.node.engine), the same one the simulator runs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +15,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from rumor import aggregation
 from rumor.node.data import Dataset
-from rumor.node.merging import is_stateful, merge_updates, resolve_rule
 from rumor.node.trainer import BatchedTrainer
-from rumor.protocols.events import ReceivedUpdate
+from rumor.protocols.events import TrainingHints
 
 
 @dataclass
@@ -33,6 +30,7 @@ class LearnerConfig:
     f: int = 0
     seed: int = 0
     rule_params: dict[str, Any] = field(default_factory=dict)
+    label_map: dict[int, int] | None = None  # a label-flipping attacker's relabelling
 
 
 class Learner:
@@ -60,13 +58,8 @@ class Learner:
             local_epochs=config.local_epochs,
         )
         self.params = params.detach().to(torch.float32).clone()
-        self.rule = resolve_rule(config.aggregator)
-        self.defense = (
-            aggregation.make_defense(config.aggregator, **config.rule_params)
-            if is_stateful(config.aggregator) else None
-        )
+        self.momentum: torch.Tensor | None = None  # persistent Polyak momentum (MoNNA)
         self.last_accuracy: float | None = None
-        self._round = 0
 
     @property
     def dimension(self) -> int:
@@ -76,35 +69,28 @@ class Learner:
     def num_samples(self) -> int:
         return len(self.indices)
 
-    def train(self, round_: int) -> npt.NDArray[np.float32]:
-        self._round = round_
+    def train(self, round_: int, hints: TrainingHints | None = None
+              ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """(base, trained): one round of local SGD from the current model. The model
+        is not replaced: the runtime adopts ``trained`` once the Peer accepts it."""
+        base = self.params.clone()
+        beta = hints.polyak_beta if hints is not None else None
+        if beta is not None and self.momentum is None:
+            self.momentum = torch.zeros_like(base)[None]
         out = self.trainer.train(
-            self.params[None],
+            base[None],
             [self.indices],
             seed=self.config.seed,
             round=round_,
             steps=self.trainer.steps_per_round([len(self.indices)]),
+            label_maps={0: self.config.label_map} if self.config.label_map else None,
+            momentum_state=self.momentum if beta is not None else None,
+            polyak_beta=beta,
         )
-        self.params = out[0]
-        return self.params.numpy().copy()
+        return base.numpy(), out[0].numpy().copy()
 
-    def merge(self, updates: Sequence[ReceivedUpdate]) -> npt.NDArray[np.float32]:
-        self.params = merge_updates(
-            self.config.aggregator,
-            self.rule,
-            self.params,
-            updates,
-            f=self.config.f,
-            layout=self.trainer.layout,
-            params=self.config.rule_params,
-            defense=self.defense,
-            round_=self._round,
-        )
-        return self.params.numpy().copy()
-
-    def adopt(self, vector: npt.NDArray[np.floating]) -> npt.NDArray[np.float32]:
+    def set_params(self, vector: npt.NDArray[np.floating]) -> None:
         self.params = torch.from_numpy(np.array(vector, dtype=np.float32))
-        return self.params.numpy().copy()
 
     def evaluate(self) -> float:
         acc = self.trainer.evaluate(self.params[None], self.dataset.x_test, self.dataset.y_test)

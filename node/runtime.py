@@ -1,21 +1,28 @@
-"""The real-network runtime: an asyncio loop that feeds one Peer and carries out its commands.
+"""The real-network runtime: an asyncio loop that feeds one Peer through the engine.
 
-    transport events -> inbox -> Peer.handle(event) -> commands:
-      Send          -> transport.send (a task)
-      StartTraining -> Learner.train (a thread) -> TrainingDone
-      Merge / Adopt -> Learner (a thread), evaluate, checkpoint -> MergeDone
+    transport events -> inbox -> engine thread: CommandExecutor.feed(event)
+      Send          -> transport.send (a task on the loop)
+      StartTraining -> Learner.train (a thread) -> TrainingDone into the inbox
+      Merge         -> the Peer's merger (in the engine thread), evaluate, checkpoint
       Log           -> on_event
       Finished      -> run() returns
 
-All Peer calls happen on the loop, one event at a time, so the Peer needs no locks.
-Blocking torch work runs in a worker thread. Time comes from ``clock`` (monotonic
-seconds), and Tick events are fed at ``Peer.next_deadline()``. The runtime emits
-structured events through ``on_event(dict)`` and never prints.
+Every Peer call (decode, validation, merge) runs in one engine thread, one event at a
+time: the Peer needs no locks and a large message or a slow rule never blocks the event
+loop that serves the network and the API. ``status()`` reads a snapshot the engine
+thread publishes after each event. Time comes from ``clock`` (monotonic seconds) and
+Tick events are fed at ``Peer.next_deadline()``. The runtime emits structured events
+through ``on_event(dict)`` (always on the loop thread) and never prints.
+
+Failures are never silent: a training, merge or checkpoint that raises ends ``run()``
+with NodeFailure (the process exits non-zero and a supervisor can restart it from its
+last good checkpoint); a send that fails is a lost neighbour, not a failure.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import time
@@ -27,31 +34,69 @@ from typing import Any
 import numpy as np
 
 from rumor.node.checkpoint import Checkpoint, save_checkpoint
+from rumor.node.engine import CommandExecutor
 from rumor.node.learner import Learner
 from rumor.node.transport.base import PeerConnected, PeerDisconnected, Received, Transport
-from rumor.protocols.errors import TransportError
+from rumor.protocols.errors import RumorError, TransportError
 from rumor.protocols.events import (
-    AdoptModel,
-    Command,
     Event,
-    Finished,
-    Log,
     Merge,
-    MergeDone,
     MessageReceived,
     PeerDiscovered,
+    PeerId,
     PeerLost,
-    Send,
     Start,
-    StartTraining,
     Tick,
     TrainingDone,
+    TrainingHints,
+    Vector,
 )
-from rumor.protocols.peer import Peer
+from rumor.protocols.peer import Peer, Phase
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[dict[str, Any]], None]
+
+
+class NodeFailure(RumorError):
+    """The node cannot go on (a training, merge or checkpoint raised)."""
+
+
+class _NodeBackend:
+    """How the asyncio node carries out the executor's work (engine thread side)."""
+
+    def __init__(self, rt: NodeRuntime) -> None:
+        self.rt = rt
+
+    def now(self) -> float:
+        return self.rt.clock()
+
+    def own_model(self) -> Vector:
+        return self.rt.learner.params.numpy()
+
+    def send(self, to: PeerId, data: bytes, round_: int) -> None:
+        self.rt._on_loop(lambda: self.rt._spawn(self.rt._send(to, data), critical=False))
+
+    def start_training(self, round_: int, hints: TrainingHints) -> None:
+        self.rt._on_loop(lambda: self.rt._spawn(self.rt._train(round_, hints)))
+
+    def adopt(self, round_: int, vector: Vector, merge: Merge | None) -> None:
+        self.rt._merged(round_, vector, merge)
+
+    def finished(self, round_: int) -> None:
+        self.rt.finished = True
+        self.rt._emit({"event": "finished", "round": round_})
+
+    def log(self, event: str, fields: dict[str, Any]) -> None:
+        if event == "reject":
+            log.info("rejected message from %s: %s %s", fields.get("from"),
+                     fields.get("reason"), fields.get("detail", ""))
+        elif event in ("poisoned_merge", "merge_failed", "small_view"):
+            log.warning("%s %s", event, fields)
+        self.rt._emit({"event": event, **fields})
+
+    def wake_at(self, deadline: float | None) -> None:
+        self.rt._deadline = deadline
 
 
 class NodeRuntime:
@@ -73,9 +118,16 @@ class NodeRuntime:
         self.data_dir = data_dir
         self.on_event = on_event or (lambda e: None)
         self.clock = clock
+        self.executor = CommandExecutor(peer, _NodeBackend(self))
+        self._engine = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="rumor-engine")
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._inbox: asyncio.Queue[Event] = asyncio.Queue()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._stop = asyncio.Event()
+        self._deadline: float | None = None
+        self._failure: BaseException | None = None
+        self._snapshot: dict[str, Any] = {}
         self.finished = False
         self.history: list[dict[str, Any]] = []
         self.send_failures: Counter[str] = Counter()
@@ -88,32 +140,33 @@ class NodeRuntime:
         self._stop.set()
 
     def status(self) -> dict[str, Any]:
-        """What GET /status serves."""
-        p = self.peer
-        return {
-            "peer_id": p.peer_id,
+        """What GET /status serves: the engine's last snapshot plus transport counters."""
+        snap = dict(self._snapshot) or self._peer_snapshot()
+        frame = getattr(self.transport, "frame_rejects", None)
+        rejects = dict(snap.get("rejects", {}))
+        for reason, n in dict(frame or {}).items():
+            rejects[f"frame_{reason}"] = n
+        snap.update({
             "listen_addrs": self.transport.listen_addrs(),
-            "swarm": p.config.validation.swarm,
-            "role": p.config.role.value,
-            "round": p.round,
-            "phase": p.phase.value,
-            "neighbours": sorted(p.neighbours),
             "last_accuracy": self.learner.last_accuracy,
-            "rejects": dict(p.validator.rejects),
-            "accepted": p.validator.accepted,
+            "rejects": rejects,
             "messages_sent": self.messages_sent,
             "bytes_sent": self.bytes_sent,
-            "timeouts": p.timeouts,
             "finished": self.finished,
-        }
+        })
+        return snap
 
     async def run(self, start_round: int = 0) -> None:
-        """Start the transport, run rounds from ``start_round``, close everything."""
+        """Start the transport, run rounds from ``start_round``, close everything.
+
+        Raises NodeFailure when training, a merge or a checkpoint failed.
+        """
+        self._loop = asyncio.get_running_loop()
         await self.transport.start()
         pump = self._spawn(self._pump())
         try:
             seq = time.time_ns() // 1000  # above anything sent before a restart
-            self._dispatch(Start(self.clock(), start_round, seq))
+            await self._feed(Start(self.clock(), start_round, seq))
             while not self.finished and not self._stop.is_set():
                 await self._step()
         finally:
@@ -122,10 +175,53 @@ class NodeRuntime:
                 t.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
             await self.transport.close()
+            self._engine.shutdown(wait=True, cancel_futures=True)
+        if self._failure is not None:
+            raise NodeFailure(f"peer stopped: {type(self._failure).__name__}: "
+                              f"{self._failure}") from self._failure
 
     # ------------------------------------------------------------- internals
+    def _peer_snapshot(self) -> dict[str, Any]:
+        p = self.peer
+        return {
+            "peer_id": p.peer_id,
+            "swarm": p.config.validation.swarm,
+            "role": p.config.role.value,
+            "round": p.round,
+            "phase": p.phase.value,
+            "neighbours": sorted(p.neighbours),
+            "rejects": dict(p.validator.rejects),
+            "accepted": p.validator.accepted,
+            "timeouts": p.timeouts,
+            "protocol_events": dict(p.counters),
+            "attack": p.adversary.name if p.adversary is not None else None,
+        }
+
+    def _feed_in_engine(self, event: Event) -> None:
+        if isinstance(event, TrainingDone):
+            p = self.peer
+            if p.phase is Phase.TRAINING and p.round == event.round:
+                self.learner.set_params(event.vector)
+        self.executor.feed(event)
+        self._snapshot = self._peer_snapshot()
+
+    async def _feed(self, event: Event) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._engine, self._feed_in_engine, event)
+        except Exception as exc:
+            self._fail("engine", exc)
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        if self._failure is None:
+            log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
+            self._emit({"event": "failure", "what": what,
+                        "error": f"{type(exc).__name__}: {exc}"})
+            self._failure = exc
+        self._stop.set()
+
     async def _step(self) -> None:
-        deadline = self.peer.next_deadline()
+        deadline = self._deadline
         timeout = None if deadline is None else max(0.0, deadline - self.clock())
         getter = asyncio.ensure_future(self._inbox.get())
         stopper = asyncio.ensure_future(self._stop.wait())
@@ -134,18 +230,36 @@ class NodeRuntime:
         )
         stopper.cancel()
         if getter in done:
-            self._dispatch(getter.result())
+            await self._feed(getter.result())
         else:
             getter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await getter
             if not self._stop.is_set():
-                self._dispatch(Tick(self.clock()))
+                await self._feed(Tick(self.clock()))
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def _on_loop(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` on the event loop (called from the engine thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn)
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self._on_loop(lambda: self.on_event(record))
+
+    def _spawn(self, coro: Any, critical: bool = True) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+
+        def done(t: asyncio.Task[Any]) -> None:
+            self._tasks.discard(t)
+            if t.cancelled():
+                return
+            exc = t.exception()
+            if exc is not None:
+                self._fail("task" if critical else "send", exc)
+
+        task.add_done_callback(done)
         return task
 
     async def _pump(self) -> None:
@@ -165,70 +279,48 @@ class NodeRuntime:
                 self.on_event({"event": "peer_disconnected", "peer": ev.peer})
                 await self._inbox.put(PeerLost(ev.peer, now))
 
-    def _dispatch(self, event: Event) -> None:
-        self._execute(self.peer.handle(event))
-
-    def _execute(self, commands: list[Command]) -> None:
-        for c in commands:
-            if isinstance(c, Send):
-                self._spawn(self._send(c))
-            elif isinstance(c, StartTraining):
-                self._spawn(self._train(c.round))
-            elif isinstance(c, Merge):
-                self._spawn(self._apply(c.round, self.learner.merge, c.updates, c.timed_out))
-            elif isinstance(c, AdoptModel):
-                self._spawn(self._apply(c.round, self.learner.adopt, c.vector, False))
-            elif isinstance(c, Finished):
-                self.finished = True
-                self.on_event({"event": "finished", "round": c.round})
-            elif isinstance(c, Log):
-                if c.event == "reject":
-                    log.info("rejected message from %s: %s %s", c.fields.get("from"),
-                             c.fields.get("reason"), c.fields.get("detail", ""))
-                self.on_event({"event": c.event, **c.fields})
-
-    async def _send(self, c: Send) -> None:
+    async def _send(self, to: PeerId, data: bytes) -> None:
         try:
-            await self.transport.send(c.to, c.data)
+            await self.transport.send(to, data)
         except TransportError as exc:
-            self.send_failures[c.to] += 1
-            self.on_event({"event": "send_failed", "to": c.to, "error": str(exc)})
-            await self._inbox.put(PeerLost(c.to, self.clock()))
+            self.send_failures[to] += 1
+            self.on_event({"event": "send_failed", "to": to, "error": str(exc)})
+            await self._inbox.put(PeerLost(to, self.clock()))
             return
         self.messages_sent += 1
-        self.bytes_sent += len(c.data)
+        self.bytes_sent += len(data)
 
-    async def _train(self, round_: int) -> None:
-        vec = await asyncio.to_thread(self.learner.train, round_)
-        await self._inbox.put(TrainingDone(round_, vec, self.learner.num_samples, self.clock()))
+    async def _train(self, round_: int, hints: TrainingHints) -> None:
+        base, vec = await asyncio.to_thread(self.learner.train, round_, hints)
+        await self._inbox.put(
+            TrainingDone(round_, vec, self.learner.num_samples, self.clock(), base=base))
 
-    async def _apply(self, round_: int, fn: Callable[[Any], np.ndarray], arg: Any,
-                     timed_out: bool) -> None:
-        def work() -> tuple[np.ndarray, float]:
-            vec = fn(arg)
-            acc = self.learner.evaluate()
-            if self.data_dir is not None:
-                save_checkpoint(
-                    self.data_dir,
-                    Checkpoint(vec.astype(np.float32), round_ + 1, self.learner.config.model),
-                )
-            return vec, acc
-
-        vec, acc = await asyncio.to_thread(work)
-        received = len(arg) if isinstance(arg, tuple) else 1
+    def _merged(self, round_: int, vector: Vector, merge: Merge | None) -> None:
+        """Engine thread: adopt the merged model, evaluate, checkpoint, report."""
+        self.learner.set_params(vector)
+        acc = self.learner.evaluate()
+        next_round = round_ + 1 if merge is None or merge.catch_up_to is None \
+            else merge.catch_up_to
+        if self.data_dir is not None:
+            save_checkpoint(
+                self.data_dir,
+                Checkpoint(np.asarray(vector, dtype=np.float32), next_round,
+                           self.learner.config.model),
+            )
+        p = self.peer
         record = {
             "event": "round",
-            "peer": self.peer.peer_id,
+            "peer": p.peer_id,
             "round": round_ + 1,
             "acc": acc,
-            "received": received,
-            "timed_out": timed_out,
-            "neighbours": len(self.peer.neighbours),
+            "received": len(merge.updates) if merge is not None else 1,
+            "timed_out": merge.timed_out if merge is not None else False,
+            "catch_up_to": merge.catch_up_to if merge is not None else None,
+            "neighbours": len(p.neighbours),
             "messages_sent": self.messages_sent,
             "bytes_sent": self.bytes_sent,
-            "rejects": sum(self.peer.validator.rejects.values()),
-            "timeouts": self.peer.timeouts,
+            "rejects": sum(p.validator.rejects.values()),
+            "timeouts": p.timeouts,
         }
         self.history.append(record)
-        self.on_event(record)
-        await self._inbox.put(MergeDone(round_, vec, self.clock()))
+        self._emit(record)

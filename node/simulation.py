@@ -32,42 +32,37 @@ from rumor import aggregation
 from rumor.aggregation.layout import Layout
 from rumor.aggregation.monna import DEFAULT_BETA as MONNA_BETA
 from rumor.node.attacks import (
-    AttackContext,
     AttackSpec,
     add_trigger,
-    craft,
     flip_target,
     label_map,
     parse_attack,
     trigger_size,
 )
 from rumor.node.data import load_dataset, split_indices
-from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
+from rumor.node.engine import Collusion, CommandExecutor, build_peer
+from rumor.node.merging import FEDAVG
 from rumor.node.models import init_params
 from rumor.node.results import RoundMetrics
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
+from rumor.protocols.config import ProtocolConfig, differences, for_runtime
 from rumor.protocols.errors import AggregationError, ConfigError
 from rumor.protocols.events import (
-    AdoptModel,
-    Command,
     Event,
-    Finished,
-    Log,
     Merge,
-    MergeDone,
     MessageReceived,
     PeerDiscovered,
+    PeerId,
     PeerLost,
-    Send,
     Start,
-    StartTraining,
     Tick,
     TrainingDone,
+    TrainingHints,
+    Vector,
 )
 from rumor.protocols.identity import Identity
-from rumor.protocols.peer import Peer, PeerConfig, Role
-from rumor.protocols.validation import ValidationConfig
+from rumor.protocols.peer import Peer, Role
 from rumor.topology import TimelineEvent, apply_events, build_topology
 
 
@@ -89,7 +84,7 @@ class SimulationConfig:
     momentum: float = 0.0
     init: str = "independent"
     f: int = 0
-    round_timeout: float = 30.0
+    round_timeout: float = ProtocolConfig.round_timeout
     train_time: float = 1.0
     latency: float = 0.05
     loss: float = 0.0
@@ -114,6 +109,18 @@ class SimulationConfig:
         if self.polyak_beta is not None:
             return self.polyak_beta
         return MONNA_BETA if self.aggregator == "monna" else None
+
+    def protocol(self, attack: str | None = None) -> ProtocolConfig:
+        """The one ProtocolConfig of a simulated peer (sim differences applied;
+        ``sign`` as configured)."""
+        base = ProtocolConfig(
+            swarm=self.swarm, aggregator=self.aggregator, f=self.f,
+            rule_params=dict(self.rule_params), rounds=self.rounds,
+            round_timeout=self.round_timeout, min_updates=self.min_updates,
+            fanout=self.fanout, polyak_beta=self.polyak_beta, attack=attack,
+        )
+        return for_runtime(base, "sim", explicit=frozenset({"sign"}) if self.sign else
+                           frozenset())
 
     def validate(self) -> None:
         if self.peers < 1:
@@ -216,7 +223,9 @@ class Simulation:
         self.alive: set[int] = set(range(self.total))
         self._applied: list[TimelineEvent] = []
         self._graph_now: nx.Graph | None = None
-        self._start_round: dict[int, int] = {}
+        self._rejoined_at: dict[int, int] = {}
+        self._skipped: dict[int, set[int]] = {}
+        self._emitted = -1
         self._alive_learners: set[int] = set(range(cfg.peers))
         self._incarnation: dict[int, int] = {}
         shape, ncls = self.dataset.input_shape, self.dataset.num_classes
@@ -240,22 +249,16 @@ class Simulation:
         self.momentum_state = (torch.zeros_like(self.params)
                                if self.polyak_beta is not None else None)
         self.layout: Layout = self.trainer.layout
-        self.rule = resolve_rule(cfg.aggregator)
-        self.defenses: dict[int, aggregation.Defense] = {}
         self.net = SimNetwork(LinkModel(cfg.latency, cfg.loss), cfg.seed)
         self.ids = [peer_identity(cfg.seed, i) for i in range(self.total)]
         self.index_of = {ident.peer_id: i for i, ident in enumerate(self.ids)}
-        vcfg = ValidationConfig(
-            swarm=cfg.swarm,
-            shape=(self.d,),
-            verify_signatures=cfg.sign,
-            flood_rate=1e6,
-            flood_burst=1e6,
-        )
-        self._vcfg = vcfg
+        self._collusion = (Collusion(cfg.sybil_noise, cfg.seed) if self.sybil_ids else None)
+        self._view = round(2 * len(self.graph_edges) / max(1, self.total)) + 1
         self.peers: list[Peer] = [self._make_peer(i) for i in range(self.total)]
-        self._training: dict[int, int] = {}  # peer -> round being trained
-        self._trained: dict[int, np.ndarray] = {}
+        self.executors = [CommandExecutor(p, _SimBackend(self, i))
+                          for i, p in enumerate(self.peers)]
+        self._training: dict[int, tuple[int, TrainingHints]] = {}  # peer -> round, hints
+        self._trained: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # peer -> base, trained
         self._tick_at: dict[int, float] = {}
         self._snapshots: dict[int, dict[int, torch.Tensor]] = {}
         self._round_msgs: dict[int, int] = {}
@@ -300,12 +303,25 @@ class Simulation:
                 if self._link_up(src, i):
                     self._feed(i, MessageReceived(self.ids[src].peer_id, data, now))
             elif item.kind == "trained":
-                if item.payload == self._incarnation.get(i, 0) and i in self._training:
+                inc, round_ = item.payload
+                pending = self._training.get(i)
+                if (inc == self._incarnation.get(i, 0) and pending is not None
+                        and pending[0] == round_):
                     self._feed(i, self._training_done(i, now))
             elif item.kind == "tick" and self._tick_at.get(i) == item.time:
                 del self._tick_at[i]
                 self._feed(i, Tick(now))
         return self.metrics
+
+    @property
+    def defenses(self) -> dict[int, aggregation.Defense]:
+        """Each peer's stateful defense (held by its merger), for inspection."""
+        out: dict[int, aggregation.Defense] = {}
+        for i, p in enumerate(self.peers):
+            d = getattr(p.merger, "defense", None)
+            if d is not None:
+                out[i] = d
+        return out
 
     def reject_counts(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -315,7 +331,11 @@ class Simulation:
         return dict(sorted(total.items()))
 
     def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
+        """The run's config, plus where the simulator's protocol differs from the
+        mesh's (named in rumor.protocols.config)."""
+        out = asdict(self.config)
+        out["runtime_differences"] = differences("sim")
+        return out
 
     # -------------------------------------------------------------- internals
     def _make_peer(self, i: int) -> Peer:
@@ -325,20 +345,12 @@ class Simulation:
         if self.fedavg:
             role = Role.SERVER if i == n else Role.CLIENT
             server = self.ids[n].peer_id
-        pcfg = PeerConfig(
-            validation=self._vcfg,
-            role=role,
-            rounds=cfg.rounds,
-            round_timeout=cfg.round_timeout,
-            min_updates=cfg.min_updates,
-            fanout=cfg.fanout,
-            sign=cfg.sign,
-            server=server,
-            adopt_senders=False,
-            wait_when_alone=False,
-            seed=cfg.seed * 7919 + i,
-        )
-        return Peer(self.ids[i], pcfg)
+        byz = i in self.byzantine or i in self.sybil_ids
+        attack = cfg.attack if byz and self.attack is not None else None
+        return build_peer(
+            self.ids[i], cfg.protocol(attack), dimension=self.d, layout=self.layout,
+            role=role, server=server, seed=cfg.seed * 7919 + i, view=self._view,
+            collusion=self._collusion if i in self.sybil_ids else None, member=i)
 
     def _eval_rows(self) -> list[int]:
         k = self.config.eval_peers
@@ -348,82 +360,35 @@ class Simulation:
         return sorted(int(x) for x in rng.choice(self.honest, size=k, replace=False))
 
     def _feed(self, i: int, event: Event) -> None:
-        commands = self.peers[i].handle(event)
-        self._execute(i, commands)
-        deadline = self.peers[i].next_deadline()
-        if deadline is not None and self._tick_at.get(i) != deadline:
-            self._tick_at[i] = deadline
-            self.net.schedule(deadline, "tick", i)
-
-    def _execute(self, i: int, commands: list[Command]) -> None:
-        now = self.net.clock.now()
-        for c in commands:
-            if isinstance(c, Send):
-                j = self.index_of[c.to]
-                self._round_msgs[c.round] = self._round_msgs.get(c.round, 0) + 1
-                self._round_bytes[c.round] = self._round_bytes.get(c.round, 0) + len(c.data)
-                self.net.send(i, j, c.data)
-            elif isinstance(c, StartTraining):
-                self._training[i] = c.round
-                self.net.schedule(now + self.config.train_time, "trained", i,
-                                  self._incarnation.get(i, 0))
-            elif isinstance(c, Merge):
-                self._merge(i, c)
-                self._feed(i, MergeDone(c.round, self.params[i].numpy(), now))
-            elif isinstance(c, AdoptModel):
-                self.params[i] = torch.from_numpy(np.array(c.vector, dtype=np.float32))
-                self._record(i, c.round)
-                self._feed(i, MergeDone(c.round, self.params[i].numpy(), now))
-            elif isinstance(c, Finished):
-                self.finished.add(i)
-            elif isinstance(c, Log):
-                self.events.append({"t": now, "peer": i, "event": c.event, **c.fields})
+        self.executors[i].feed(event)
 
     def _training_done(self, i: int, now: float) -> TrainingDone:
         if i not in self._trained:
             self._train_pending()
-        vec = self._trained.pop(i)
-        return TrainingDone(self._training.pop(i), vec, self.num_samples[i], now)
+        base, vec = self._trained.pop(i)
+        round_, _ = self._training.pop(i)
+        return TrainingDone(round_, vec, self.num_samples[i], now, base=base)
 
     def _train_pending(self) -> None:
+        """Train every peer whose training is pending, batched by (round, momentum)."""
         pending = sorted(p for p in self._training if p not in self._trained)
-        for r in sorted({self._training[p] for p in pending}):
-            rows = [p for p in pending if self._training[p] == r]
+        groups: dict[tuple[int, float | None], list[int]] = {}
+        for p in pending:
+            r, hints = self._training[p]
+            groups.setdefault((r, hints.polyak_beta), []).append(p)
+        for (r, beta), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
+            if beta is not None and self.momentum_state is None:
+                self.momentum_state = torch.zeros_like(self.params)
             base = self.params[rows].clone()
             out = self.trainer.train(
                 self.params, self.indices, seed=self.config.seed, round=r, rows=rows,
                 label_maps=self._label_maps or None,
-                momentum_state=self.momentum_state, polyak_beta=self.polyak_beta,
+                momentum_state=self.momentum_state if beta is not None else None,
+                polyak_beta=beta,
             )
-            sent = self._poison(rows, base, out, r) if self.attack else out
             for k, p in enumerate(rows):
                 self.params[p] = out[k]
-                self._trained[p] = sent[k].numpy().copy()
-
-    def _poison(self, rows: list[int], base: torch.Tensor, out: torch.Tensor,
-                round_: int) -> torch.Tensor:
-        """Replace what Byzantine peers and Sybils send with the attack's vectors."""
-        assert self.attack is not None
-        sent = out.clone()
-        byz = self.byzantine | set(self.sybil_ids)
-        honest_pos = [k for k, p in enumerate(rows) if p not in byz]
-        honest = out[honest_pos] if honest_pos else out
-        deg = 2 * len(self.graph_edges) / max(1, self.total)
-        gen = torch.Generator().manual_seed(self.config.seed * 7_777 + round_)
-        leader: torch.Tensor | None = None
-        for k, p in enumerate(rows):
-            if p not in byz:
-                continue
-            if p in self.sybil_ids and leader is not None:
-                noise = torch.randn(leader.shape, generator=gen, dtype=leader.dtype)
-                sent[k] = leader + self.config.sybil_noise * noise
-                continue
-            ctx = AttackContext(base[k], out[k], honest, n=round(deg) + 1,
-                                f=max(1, self.config.f), generator=gen)
-            sent[k] = craft(self.attack, ctx)
-            if p in self.sybil_ids:
-                leader = sent[k]
-        return sent
+                self._trained[p] = (base[k].numpy(), out[k].numpy().copy())
 
     def _plant_backdoor(self, spec: AttackSpec, attackers: list[int],
                         rng: np.random.Generator) -> None:
@@ -469,69 +434,31 @@ class Simulation:
         pred = self.trainer.predict(self.params[rows], self.dataset.x_test[mask])
         return float((pred == dst).float().mean())
 
-    def _defense(self, i: int) -> aggregation.Defense:
-        defense = self.defenses.get(i)
-        if defense is None:
-            params = dict(self.config.rule_params)
-            if self.config.aggregator == "sybilwall":
-                params.setdefault("seed", self.config.seed * 7919 + i)
-            defense = self.defenses[i] = aggregation.make_defense(
-                self.config.aggregator, **params)
-        return defense
-
-    def _gossip_defense_state(self, i: int, defense: aggregation.Defense) -> None:
-        """Defenses that gossip (SybilWall's forwarded vectors): hand what honest peer i
-        forwards to its live honest neighbours' defenses, out of band (not counted in
-        messages/bytes; instantaneous)."""
-        take = getattr(defense, "take_outbox", None)
-        if take is None:
-            return
-        items = take()
-        if not items or i in self.byzantine or i >= self.config.peers:
-            return
-        g = self._graph_now if self._graph_now is not None else self.graph
-        for q in sorted(g.neighbors(i)):
-            if q in self.alive and q < self.config.peers and q not in self.byzantine:
-                receive = getattr(self._defense(q), "receive", None)
-                if receive is not None:
-                    receive(items, me=self.ids[q].peer_id)
-
-    def _merge(self, i: int, c: Merge) -> None:
-        defense = None
-        if is_stateful(self.config.aggregator):
-            defense = self._defense(i)
-        self.params[i] = merge_updates(
-            self.config.aggregator,
-            self.rule,
-            self.params[i],
-            c.updates,
-            f=self.config.f,
-            layout=self.layout,
-            params=self.config.rule_params,
-            defense=defense,
-            round_=c.round,
-        )
-        if defense is not None:
-            self._gossip_defense_state(i, defense)
-        self._record(i, c.round)
-
-    def _record(self, i: int, round_: int) -> None:
+    def _record(self, i: int, round_: int, skipped: range = range(0)) -> None:
+        """Peer i merged ``round_`` (and, catching up, skipped the rounds ``skipped``)."""
         if i >= self.config.peers:
             return
-        self._snapshots.setdefault(round_, {})[i] = self.params[i].clone()
+        if round_ > self._emitted:
+            self._snapshots.setdefault(round_, {})[i] = self.params[i].clone()
+        for r in skipped:
+            if r > self._emitted:
+                self._skipped.setdefault(r, set()).add(i)
         self._complete_rounds()
 
     def _complete_rounds(self) -> None:
-        """Emit metrics for every pending round that all expected live learners merged."""
+        """Emit metrics for every pending round, in order, once every live learner has
+        merged it or skipped it (caught up past it)."""
         for r in sorted(self._snapshots):
             snap = self._snapshots[r]
-            late = {p for p, start in self._start_round.items() if start > r}
-            expected = self._alive_learners - late
-            if len(snap) < len(expected):  # cheap test first: O(P) checks only when full
+            skipped = self._skipped.get(r, set())
+            need = len(self._alive_learners) - len(skipped & self._alive_learners)
+            if len(snap) < need:  # cheap test first: O(P) checks only when full
                 return
-            if not expected <= snap.keys():
+            if not (self._alive_learners - skipped) <= snap.keys():
                 return
             del self._snapshots[r]
+            self._skipped.pop(r, None)
+            self._emitted = r
             live = {p: v for p, v in snap.items() if p in self.alive}
             if live:
                 self._finish_round(r, live)
@@ -567,16 +494,18 @@ class Simulation:
                 continue
             for q in sorted(want - have):
                 self._feed(p, PeerDiscovered(q, now))
-        for p in joined:  # a (re)joining peer starts fresh at its neighbours' round
+        for p in joined:
+            # A (re)joining peer restarts from what it had (its data dir: model and
+            # round) and catches up through the protocol (PULL -> STATE from its
+            # neighbours), not from a global view of the swarm.
             old = self.peers[p]
             self._incarnation[p] = self._incarnation.get(p, 0) + 1
             self.peers[p] = self._make_peer(p)
+            self.executors[p] = CommandExecutor(self.peers[p], _SimBackend(self, p))
+            self._rejoined_at[p] = old.round
             for q in sorted(g_now.neighbors(p)):
                 self._feed(p, PeerDiscovered(self.ids[q].peer_id, now))
-            nbr_rounds = [self.peers[q].round for q in g_now.neighbors(p) if q not in joined]
-            start = max(nbr_rounds, default=old.round)
-            self._start_round[p] = start
-            self._feed(p, Start(now, start, old._seq + 1))
+            self._feed(p, Start(now, old.round, old._seq + 1))
         self._complete_rounds()
 
     def _finish_round(self, round_: int, snap: dict[int, torch.Tensor]) -> None:
@@ -604,6 +533,55 @@ class Simulation:
         self.metrics.append(m)
         if self._on_round is not None:
             self._on_round(m)
+
+
+class _SimBackend:
+    """How the simulator carries out one peer's commands (see CommandExecutor)."""
+
+    def __init__(self, sim: Simulation, i: int) -> None:
+        self.sim = sim
+        self.i = i
+
+    def now(self) -> float:
+        return self.sim.net.clock.now()
+
+    def own_model(self) -> Vector:
+        return self.sim.params[self.i].numpy()
+
+    def send(self, to: PeerId, data: bytes, round_: int) -> None:
+        sim = self.sim
+        sim._round_msgs[round_] = sim._round_msgs.get(round_, 0) + 1
+        sim._round_bytes[round_] = sim._round_bytes.get(round_, 0) + len(data)
+        sim.net.send(self.i, sim.index_of[to], data)
+
+    def start_training(self, round_: int, hints: TrainingHints) -> None:
+        sim, i = self.sim, self.i
+        sim._training[i] = (round_, hints)
+        sim._trained.pop(i, None)
+        token = (sim._incarnation.get(i, 0), round_)
+        sim.net.schedule(self.now() + sim.config.train_time, "trained", i, token)
+
+    def adopt(self, round_: int, vector: Vector, merge: Merge | None) -> None:
+        sim, i = self.sim, self.i
+        sim.params[i] = torch.from_numpy(np.array(vector, dtype=np.float32))
+        skipped = range(0)
+        if merge is not None and merge.catch_up_to is not None:
+            skipped = range(round_ + 1, merge.catch_up_to)
+            sim._training.pop(i, None)
+            sim._trained.pop(i, None)
+        sim._record(i, round_, skipped)
+
+    def finished(self, round_: int) -> None:
+        self.sim.finished.add(self.i)
+
+    def log(self, event: str, fields: dict[str, Any]) -> None:
+        self.sim.events.append({"t": self.now(), "peer": self.i, "event": event, **fields})
+
+    def wake_at(self, deadline: float | None) -> None:
+        sim, i = self.sim, self.i
+        if deadline is not None and sim._tick_at.get(i) != deadline:
+            sim._tick_at[i] = deadline
+            sim.net.schedule(deadline, "tick", i)
 
 
 def run_simulation(

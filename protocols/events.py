@@ -61,21 +61,48 @@ class PeerLost:
 
 @dataclass(frozen=True)
 class TrainingDone:
-    """Local training for ``round`` finished; ``vector`` is the trained model."""
+    """Local training for ``round`` finished; ``vector`` is the trained model.
+
+    ``base`` is the model training started from, when the runtime knows it (an
+    adversary crafts relative to it); otherwise the Peer uses the last model it saw.
+    """
 
     round: int
     vector: Vector
     num_samples: int
     now: float
+    base: Vector | None = None
+
+
+@dataclass(frozen=True)
+class Relay:
+    """A vector ``origin`` sent in ``round``, seen ``hops`` hops from it (1 = direct).
+
+    Carried between the Peer and its merger for defenses that gossip what they saw
+    (SybilWall): received ones go into ``Merge.forwarded``, the ones the merger picks
+    to pass on come back in ``MergeDone.forward`` (vector omitted) and the Peer sends
+    them as signed HISTORY messages wrapping the origin's own signed bytes.
+    """
+
+    origin: PeerId
+    round: int
+    hops: int
+    vector: Vector | None = None
 
 
 @dataclass(frozen=True)
 class MergeDone:
-    """The runtime carried out a Merge (or AdoptModel); ``vector`` is the new model."""
+    """The runtime carried out a Merge (or AdoptModel); ``vector`` is the new model.
+
+    ``forward``: what the merger chose to forward (see Relay). ``rejected``: the
+    merge result was not finite (or absurd) and the previous model was kept.
+    """
 
     round: int
     vector: Vector
     now: float
+    forward: tuple[Relay, ...] = ()
+    rejected: bool = False
 
 
 Event = Start | Tick | MessageReceived | PeerDiscovered | PeerLost | TrainingDone | MergeDone
@@ -90,8 +117,20 @@ class Send:
 
 
 @dataclass(frozen=True)
+class TrainingHints:
+    """How the runtime's trainer should train this round (decided by the protocol).
+
+    ``polyak_beta``: keep a persistent Polyak momentum m <- beta*m + (1-beta)*g across
+    rounds and step along m (MoNNA); None = plain SGD.
+    """
+
+    polyak_beta: float | None = None
+
+
+@dataclass(frozen=True)
 class StartTraining:
     round: int
+    hints: TrainingHints = TrainingHints()
 
 
 @dataclass(frozen=True)
@@ -106,14 +145,20 @@ class ReceivedUpdate:
 
 @dataclass(frozen=True)
 class Merge:
-    """Merge own model with ``updates`` using the configured rule, then evaluate.
+    """Merge own model with ``updates``: the runtime calls ``peer.merger.merge(own, this)``
+    (the Peer's rule, defense and guards), evaluates, and answers with
+    MergeDone(round, new_vector, now, forward, rejected).
 
-    The runtime answers with MergeDone(round, new_vector, now).
+    ``forwarded``: relayed vectors for defenses that use them (never merged as updates).
+    ``catch_up_to``: this merge adopts neighbours' STATE models and the peer continues
+    at that round (a rejoining peer that fell behind).
     """
 
     round: int
     updates: tuple[ReceivedUpdate, ...]
     timed_out: bool = False
+    forwarded: tuple[Relay, ...] = ()
+    catch_up_to: int | None = None
 
 
 @dataclass(frozen=True)

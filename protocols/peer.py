@@ -3,15 +3,32 @@
 Round r of a gossip peer::
 
     TRAINING(r)   --TrainingDone-->   push a signed UPDATE(r) to neighbours
+                                      (a Byzantine peer: its adversary's vector)
     COLLECTING(r) --enough updates or Tick past the deadline--> Merge(r, received)
-    MERGING(r)    --MergeDone-->      r+1: StartTraining(r+1), or Finished
+    MERGING(r)    --MergeDone-->      forward HISTORY records the merger picked;
+                                      r+1: StartTraining(r+1, hints), or Finished
 
 "Enough" is ``min_updates`` distinct senders (default: every current neighbour).
 Updates from neighbours that are ahead are buffered (newest per sender) and count for
 the round being collected; updates older than ``round - max_lag`` are rejected as
-stale by the Validator. A FedAvg client sends its update to the server only and
-adopts the GLOBAL model the server answers with; the server never trains, it merges
-what its clients sent and broadcasts the result.
+stale by the Validator, and rounds more than ``max_ahead`` ahead as too_far_ahead.
+A FedAvg client sends its update to the server only and adopts the GLOBAL model the
+server answers with; the server never trains, it merges what its clients sent and
+broadcasts the result.
+
+Catching up (rejoin, late join, stragglers): a peer PULLs every neighbour it meets and
+every neighbour whose UPDATE is ``catch_up_gap`` or more rounds ahead; a neighbour
+that is that far ahead of the requester's round answers with a signed STATE (its
+current model and round). When STATE answers put the median neighbour round
+``catch_up_gap`` or more ahead, the peer merges those models with its own rule
+(``Merge(catch_up_to=target)``) and continues at that round; a training in flight for
+the old round is then ignored. Nobody tells a peer which round the swarm is in: it
+acts on what its neighbours sent.
+
+Neighbours: peers the runtime reported (PeerDiscovered: discovery, the scenario's
+topology) plus, when ``adopt_senders`` is on, at most ``max_adopted`` strangers whose
+valid messages arrived first. Messages from other peers are dropped and counted
+(``not_neighbour``), so fresh identities cannot capture a peer's view.
 
 The peer never reads a clock (every event carries ``now``), never does I/O, and a
 rejected message never changes its state beyond the reject counter.
@@ -21,6 +38,8 @@ from __future__ import annotations
 
 import enum
 import random
+import statistics
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,15 +58,26 @@ from rumor.protocols.events import (
     PeerId,
     PeerLost,
     ReceivedUpdate,
+    Relay,
     Send,
     Start,
     StartTraining,
     Tick,
     TrainingDone,
+    TrainingHints,
     Vector,
 )
+from rumor.protocols.hooks import Adversary, Merger
 from rumor.protocols.identity import Identity, peer_id_from_bytes, peer_id_to_bytes
-from rumor.protocols.messages import Kind, ModelBody, TensorPayload
+from rumor.protocols.messages import (
+    Body,
+    EmptyBody,
+    Envelope,
+    Kind,
+    ModelBody,
+    RecordBody,
+    TensorPayload,
+)
 from rumor.protocols.validation import ValidationConfig, Validator
 
 
@@ -67,36 +97,65 @@ class Phase(enum.StrEnum):
 
 @dataclass(frozen=True)
 class PeerConfig:
-    """Protocol settings of one peer (the model's shape comes in ``validation``)."""
+    """Protocol settings of one peer (the model's shape comes in ``validation``).
+
+    Built by ``rumor.node.engine.build_peer`` from the one ProtocolConfig; tests may
+    build it directly.
+    """
 
     validation: ValidationConfig
     role: Role = Role.GOSSIP
     rounds: int | None = None
-    round_timeout: float = 30.0
+    round_timeout: float = 10.0
     min_updates: int | None = None
     fanout: int | None = None
     sign: bool = True
     server: PeerId | None = None
     adopt_senders: bool = True
+    max_adopted: int = 8
     wait_when_alone: bool = True
+    catch_up: bool = True
+    catch_up_gap: int = 3
+    polyak_beta: float | None = None
+    relay_keep_rounds: int = 3
+    max_relays: int = 1024
     seed: int = 0
 
 
 class Peer:
     """One peer's protocol logic. ``handle(event) -> commands``; see module docstring."""
 
-    def __init__(self, identity: Identity, config: PeerConfig) -> None:
+    def __init__(
+        self,
+        identity: Identity,
+        config: PeerConfig,
+        *,
+        merger: Merger | None = None,
+        adversary: Adversary | None = None,
+    ) -> None:
         if config.role is Role.CLIENT and config.server is None:
             raise ValueError("a FedAvg client needs the server's PeerID")
         self.identity = identity
         self.peer_id = identity.peer_id
         self.config = config
+        self.merger = merger
+        self.adversary = adversary
         self.validator = Validator(config.validation)
         self.phase = Phase.IDLE
         self.round = 0
-        self.neighbours: set[PeerId] = set()
+        self.discovered: set[PeerId] = set()
+        self.adopted: set[PeerId] = set()
+        self.model: Vector | None = None  # the last own model the peer saw
+        self.counters: Counter[str] = Counter()  # protocol events worth a metric
         self._buffer: dict[PeerId, ReceivedUpdate] = {}
         self._global: dict[int, Vector] = {}
+        self._states: dict[PeerId, ReceivedUpdate] = {}
+        self._relays: dict[tuple[PeerId, int], Relay] = {}
+        self._raw: dict[tuple[PeerId, int], bytes] = {}
+        self._pulled: dict[PeerId, int] = {}
+        self._answered: dict[PeerId, int] = {}
+        self._view: tuple[Vector, ...] = ()
+        self._catch_up_to: int | None = None
         self._deadline: float | None = None
         self._seq = 0
         self._rng = random.Random(config.seed)
@@ -105,6 +164,11 @@ class Peer:
         self.timeouts = 0
 
     # ------------------------------------------------------------------ public
+    @property
+    def neighbours(self) -> set[PeerId]:
+        """Who this peer exchanges models with now (discovered ∪ adopted)."""
+        return self.discovered | self.adopted
+
     def next_deadline(self) -> float | None:
         """When the runtime must call ``handle(Tick(now))``; None when nothing is due."""
         return self._deadline
@@ -120,11 +184,17 @@ class Peer:
         if isinstance(event, MergeDone):
             return self._on_merged(event)
         if isinstance(event, PeerDiscovered):
-            if event.peer != self.peer_id:
-                self.neighbours.add(event.peer)
-            return self._maybe_merge(event.now)
+            if event.peer == self.peer_id:
+                return []
+            self.discovered.add(event.peer)
+            self.adopted.discard(event.peer)
+            out = self._pull(event.peer, event.now) if self.phase is not Phase.IDLE else []
+            return out + self._maybe_merge(event.now)
         if isinstance(event, PeerLost):
-            self.neighbours.discard(event.peer)
+            self.discovered.discard(event.peer)
+            self.adopted.discard(event.peer)
+            self._buffer.pop(event.peer, None)
+            self._states.pop(event.peer, None)
             return self._maybe_merge(event.now)
         if isinstance(event, Start):
             return self._on_start(event)
@@ -137,22 +207,32 @@ class Peer:
         if self.config.rounds is not None and self.round >= self.config.rounds:
             self.phase = Phase.DONE
             return [Finished(self.round)]
+        out: list[Command] = []
+        for peer in sorted(self.neighbours):
+            out += self._pull(peer, ev.now)
         if self.config.role is Role.SERVER:
-            return self._collect(ev.now)
+            return out + self._collect(ev.now)
         self.phase = Phase.TRAINING
-        return [StartTraining(self.round)]
+        return [*out, self._start_training()]
+
+    def _start_training(self) -> StartTraining:
+        return StartTraining(self.round, TrainingHints(polyak_beta=self.config.polyak_beta))
 
     def _on_trained(self, ev: TrainingDone) -> list[Command]:
         if self.phase is not Phase.TRAINING or ev.round != self.round:
             return [Log("unexpected_training_done", {"round": ev.round, "phase": self.phase})]
+        base = ev.base if ev.base is not None else self.model
+        self.model = ev.vector
+        sent = ev.vector
+        if self.adversary is not None:
+            sent = self.adversary.craft(
+                ev.round, base if base is not None else ev.vector, ev.vector, self._view)
         if self.config.role is Role.CLIENT:
             assert self.config.server is not None
             targets = [self.config.server]
         else:
             targets = self._targets()
-        out: list[Command] = self._broadcast(
-            Kind.UPDATE, ev.vector, ev.num_samples, targets, ev.now
-        )
+        out: list[Command] = self._broadcast(Kind.UPDATE, sent, ev.num_samples, targets, ev.now)
         out += self._collect(ev.now)
         return out
 
@@ -171,18 +251,45 @@ class Peer:
             return [Log("reject", {"from": ev.sender, "reason": rej.reason if rej else "?",
                                    "detail": rej.detail if rej else ""})]
         sender = peer_id_from_bytes(env.sender)
-        vector = env.body.tensor.to_array()
+        if env.kind is Kind.PING:
+            return self._send_one(Kind.PONG, EmptyBody(), sender, ev.now)
+        if env.kind is Kind.PONG:
+            return [Log("pong", {"from": sender, "round": env.round})]
         if env.kind is Kind.GLOBAL:
             if self.config.role is not Role.CLIENT or sender != self.config.server:
                 return [Log("ignored_global", {"from": sender})]
-            self._global[env.round] = vector
+            assert isinstance(env.body, ModelBody)
+            self._global[env.round] = env.body.tensor.to_array()
             return self._maybe_adopt(ev.now)
-        if self.config.adopt_senders and self.config.role is Role.GOSSIP:
-            self.neighbours.add(sender)
+        if not self._is_neighbour(sender):
+            self.validator.rejects["not_neighbour"] += 1
+            return [Log("reject", {"from": sender, "reason": "not_neighbour",
+                                   "detail": env.kind.value})]
+        if env.kind is Kind.PULL:
+            return self._answer_pull(sender, env.round, ev.now)
+        if env.kind is Kind.STATE:
+            return self._on_state(sender, env, ev.now)
+        if env.kind is Kind.HISTORY:
+            return self._on_history(sender, env)
+        assert isinstance(env.body, ModelBody)
+        vector = env.body.tensor.to_array()
+        self._keep_raw(sender, env.round, ev.data)
         prev = self._buffer.get(sender)
         if prev is None or prev.round <= env.round:
             self._buffer[sender] = ReceivedUpdate(sender, env.round, vector, env.body.num_samples)
-        return self._maybe_merge(ev.now)
+        out: list[Command] = []
+        if env.round >= self.round + self.config.catch_up_gap:
+            out += self._pull(sender, ev.now)
+        return out + self._maybe_merge(ev.now)
+
+    def _is_neighbour(self, sender: PeerId) -> bool:
+        if sender in self.discovered or sender in self.adopted:
+            return True
+        if (self.config.adopt_senders and self.config.role is Role.GOSSIP
+                and len(self.adopted) < self.config.max_adopted):
+            self.adopted.add(sender)
+            return True
+        return False
 
     def _on_tick(self, now: float) -> list[Command]:
         if self._deadline is None or now < self._deadline or self.phase is not Phase.COLLECTING:
@@ -197,10 +304,97 @@ class Peer:
     def _on_merged(self, ev: MergeDone) -> list[Command]:
         if self.phase is not Phase.MERGING or ev.round != self.round:
             return [Log("unexpected_merge_done", {"round": ev.round, "phase": self.phase})]
+        self.model = ev.vector
         out: list[Command] = []
+        if ev.rejected:
+            self.counters["merge_rejected"] += 1
+            out.append(Log("merge_rejected", {"round": ev.round}))
+        out += self._forward(ev.forward, ev.now)
         if self.config.role is Role.SERVER:
             out += self._broadcast(Kind.GLOBAL, ev.vector, 0, sorted(self.neighbours), ev.now)
+        if self._catch_up_to is not None:
+            target, self._catch_up_to = self._catch_up_to, None
+            self.counters["catch_up"] += 1
+            out.append(Log("caught_up", {"from": self.round, "to": target}))
+            self.round = target
+            self._buffer = {p: u for p, u in self._buffer.items() if u.round >= target}
+            return out + self._resume(ev.now)
         return out + self._advance(ev.now)
+
+    # ------------------------------------------------------------ catching up
+    def _pull(self, peer: PeerId, now: float) -> list[Command]:
+        """PULL ``peer`` once per own round (it answers only if far enough ahead)."""
+        if (not self.config.catch_up or self.config.role is not Role.GOSSIP
+                or self._pulled.get(peer) == self.round):
+            return []
+        self._pulled[peer] = self.round
+        return self._send_one(Kind.PULL, EmptyBody(), peer, now)
+
+    def _answer_pull(self, sender: PeerId, their_round: int, now: float) -> list[Command]:
+        if (self.model is None or self.round < their_round + self.config.catch_up_gap
+                or self._answered.get(sender) == self.round):
+            return []
+        self._answered[sender] = self.round
+        body = ModelBody(TensorPayload.from_array(np.asarray(self.model, np.float32)), 0)
+        return self._send_one(Kind.STATE, body, sender, now)
+
+    def _on_state(self, sender: PeerId, env: Envelope, now: float) -> list[Command]:
+        assert isinstance(env.body, ModelBody)
+        self._states[sender] = ReceivedUpdate(
+            sender, env.round, env.body.tensor.to_array(), env.body.num_samples)
+        if (self.phase not in (Phase.TRAINING, Phase.COLLECTING)
+                or self.config.role is not Role.GOSSIP or self.merger is None):
+            return []
+        target = statistics.median_low(u.round for u in self._states.values())
+        if target < self.round + self.config.catch_up_gap:
+            return []
+        if self.config.rounds is not None:
+            target = min(target, self.config.rounds)
+        used = tuple(sorted((u for u in self._states.values() if u.round >= target),
+                            key=lambda u: u.sender))
+        self._states.clear()
+        self._catch_up_to = target
+        self.phase = Phase.MERGING
+        self._deadline = None
+        return [Log("catching_up", {"round": self.round, "target": target,
+                                    "states": len(used)}),
+                Merge(self.round, used, False, catch_up_to=target)]
+
+    # ----------------------------------------------------------- history gossip
+    def _keep_raw(self, origin: PeerId, round_: int, raw: bytes) -> None:
+        self._raw[(origin, round_)] = raw
+        if len(self._raw) > self.config.max_relays:
+            oldest = min(self._raw, key=lambda k: k[1])
+            del self._raw[oldest]
+
+    def _on_history(self, sender: PeerId, env: Envelope) -> list[Command]:
+        assert isinstance(env.body, RecordBody)
+        inner = self.validator.check_record(env.body.inner)
+        if inner is None:
+            rej = self.validator.last_reject
+            return [Log("reject", {"from": sender, "reason": "bad_record",
+                                   "detail": rej.detail if rej else ""})]
+        origin = peer_id_from_bytes(inner.sender)
+        key = (origin, inner.round)
+        if (origin == self.peer_id or key in self._relays
+                or inner.round < self.round - self.config.relay_keep_rounds
+                or len(self._relays) >= self.config.max_relays):
+            return []
+        assert isinstance(inner.body, ModelBody)
+        self._relays[key] = Relay(origin, inner.round, env.body.hops,
+                                  inner.body.tensor.to_array())
+        self._keep_raw(origin, inner.round, env.body.inner)
+        return []
+
+    def _forward(self, items: tuple[Relay, ...], now: float) -> list[Command]:
+        out: list[Command] = []
+        for item in items:
+            raw = self._raw.get((item.origin, item.round))
+            if raw is None:
+                continue
+            targets = [p for p in sorted(self.neighbours) if p != item.origin]
+            out += self._broadcast_body(Kind.HISTORY, RecordBody(raw, item.hops), targets, now)
+        return out
 
     # -------------------------------------------------------------- helpers
     def _needed(self) -> int:
@@ -243,16 +437,23 @@ class Peer:
             )
         )
         self._buffer.clear()
+        keep = self.round - self.config.relay_keep_rounds
+        relays = tuple(r for _, r in sorted(self._relays.items()) if r.round >= keep)
+        self._relays.clear()
+        self._view = tuple(u.vector for u in used)
         self.phase = Phase.MERGING
         self._deadline = None
         out: list[Command] = []
         if timed_out:
             out.append(Log("round_timeout", {"round": self.round, "received": len(used)}))
-        out.append(Merge(self.round, used, timed_out))
+        out.append(Merge(self.round, used, timed_out, forwarded=relays))
         return out
 
     def _advance(self, now: float) -> list[Command]:
         self.round += 1
+        return self._resume(now)
+
+    def _resume(self, now: float) -> list[Command]:
         self._deadline = None
         if self.config.rounds is not None and self.round >= self.config.rounds:
             self.phase = Phase.DONE
@@ -260,7 +461,7 @@ class Peer:
         if self.config.role is Role.SERVER:
             return self._collect(now)
         self.phase = Phase.TRAINING
-        return [StartTraining(self.round)]
+        return [self._start_training()]
 
     def _targets(self) -> list[PeerId]:
         peers = sorted(self.neighbours)
@@ -273,6 +474,16 @@ class Peer:
         self, kind: Kind, vector: Vector, num_samples: int, targets: list[PeerId], now: float
     ) -> list[Command]:
         payload = TensorPayload.from_array(np.asarray(vector, dtype=np.float32))
+        return self._broadcast_body(kind, ModelBody(payload, num_samples), targets, now)
+
+    def _send_one(self, kind: Kind, body: Body, to: PeerId, now: float) -> list[Command]:
+        return self._broadcast_body(kind, body, [to], now)
+
+    def _broadcast_body(
+        self, kind: Kind, body: Body, targets: list[PeerId], now: float
+    ) -> list[Command]:
+        if not targets:
+            return []
         self._seq += 1
         data = codec.encode(
             kind,
@@ -281,7 +492,7 @@ class Peer:
             round_=self.round,
             seq=self._seq,
             sent_at=now,
-            body=ModelBody(payload, num_samples),
+            body=body,
             sign=self.config.sign,
         )
         self.sent_messages += len(targets)

@@ -21,9 +21,12 @@ def test_sybilwall_lowers_the_sybils_attack_success_below_plain_mean() -> None:
     asr_mean, asr_wall = mean.attack_success(), wall.attack_success()
     assert asr_mean is not None and asr_wall is not None
     assert asr_mean > 0.15 and asr_wall < asr_mean / 3
-    sybil_ids = {wall.ids[s].peer_id for s in wall.sybil_ids}
+    # the weights that are merged: each honest peer's directly connected Sybils (a Sybil
+    # known only from a few relayed vectors has a short history and may look unique;
+    # its weight is never used, it is not merged)
     seen = [w for p, d in wall.defenses.items() if p < 30
-            for s, w in d.last_weights.items() if s in sybil_ids]  # type: ignore[attr-defined]
+            for s, w in d.last_weights.items()  # type: ignore[attr-defined]
+            if wall.index_of[s] in wall.sybil_ids and wall.graph.has_edge(p, wall.index_of[s])]
     assert seen and max(seen) < 0.05
 
 

@@ -1,0 +1,82 @@
+"""build_peer: the one place a Peer and its hooks are made from a ProtocolConfig."""
+
+from __future__ import annotations
+
+import hashlib
+
+from rumor.aggregation.layout import Layout
+from rumor.node.attacks import parse_attack
+from rumor.node.engine.adversary import AttackAdversary, Collusion
+from rumor.node.engine.merger import RuleMerger
+from rumor.protocols.config import ProtocolConfig
+from rumor.protocols.events import PeerId
+from rumor.protocols.identity import Identity
+from rumor.protocols.peer import Peer, PeerConfig, Role
+from rumor.protocols.validation import ValidationConfig
+
+
+def peer_seed(peer_id: str) -> int:
+    """A peer's own seed: a stable hash of its PeerID."""
+    return int.from_bytes(hashlib.sha256(peer_id.encode()).digest()[:4], "big")
+
+
+def make_merger(proto: ProtocolConfig, layout: Layout, seed: int) -> RuleMerger:
+    return RuleMerger(proto.aggregator, f=proto.f, layout=layout,
+                      rule_params=proto.rule_params, seed=seed, max_abs=proto.max_abs)
+
+
+def make_adversary(proto: ProtocolConfig, *, view: int, seed: int,
+                   collusion: Collusion | None = None,
+                   member: int = 0) -> AttackAdversary | None:
+    """The adversary of a peer whose ``proto.attack`` is set; ``view`` is a typical
+    view size (neighbours + 1), the n of attacks that compute z from n and f."""
+    if proto.attack is None:
+        return None
+    return AttackAdversary(parse_attack(proto.attack), n=view, f=proto.f, seed=seed,
+                           collusion=collusion, member=member)
+
+
+def build_peer(
+    identity: Identity,
+    proto: ProtocolConfig,
+    *,
+    dimension: int,
+    layout: Layout,
+    role: Role = Role.GOSSIP,
+    server: PeerId | None = None,
+    seed: int | None = None,
+    view: int = 9,
+    collusion: Collusion | None = None,
+    member: int = 0,
+) -> Peer:
+    """A Peer with its merger and (when ``proto.attack`` is set) its adversary."""
+    s = peer_seed(identity.peer_id) if seed is None else seed
+    vcfg = ValidationConfig(
+        swarm=proto.swarm,
+        shape=(dimension,),
+        verify_signatures=proto.sign,
+        max_lag=proto.max_lag,
+        max_ahead=proto.max_ahead,
+        flood_rate=proto.flood_rate,
+        flood_burst=proto.flood_burst,
+    )
+    pcfg = PeerConfig(
+        validation=vcfg,
+        role=role,
+        rounds=proto.rounds,
+        round_timeout=proto.round_timeout,
+        min_updates=proto.min_updates,
+        fanout=proto.fanout,
+        sign=proto.sign,
+        server=server,
+        adopt_senders=proto.adopt_senders,
+        max_adopted=proto.max_adopted,
+        wait_when_alone=proto.wait_when_alone,
+        catch_up=proto.catch_up,
+        catch_up_gap=proto.catch_up_gap,
+        polyak_beta=proto.effective_polyak_beta(),
+        seed=s,
+    )
+    return Peer(identity, pcfg, merger=make_merger(proto, layout, s),
+                adversary=make_adversary(proto, view=view, seed=s, collusion=collusion,
+                                         member=member))

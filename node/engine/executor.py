@@ -1,0 +1,97 @@
+"""CommandExecutor: the one interpreter of a Peer's commands, shared by every runtime.
+
+    feed(event): commands = peer.handle(event); then, in order:
+      Send(to, data)        -> backend.send(to, data, round)
+      StartTraining(r, h)   -> backend.start_training(r, h)   (answers TrainingDone later)
+      Merge(r, ...)         -> outcome = peer.merger.merge(backend.own_model(), cmd)
+                               backend.log(each outcome event); backend.adopt(r, vector)
+                               feed(MergeDone(r, vector, now, forward, rejected))
+      AdoptModel(r, v)      -> backend.adopt(r, v); feed(MergeDone(r, v, now))
+      Finished(r)           -> backend.finished(r)
+      Log(event, fields)    -> backend.log(event, fields)
+    and after each handle: backend.wake_at(peer.next_deadline())
+
+A runtime provides only the Backend (how bytes move, how training runs, where the model
+lives and what happens after a merge: evaluation, checkpoint, metrics); what to do is the
+Peer's and its hooks'. The simulator calls ``feed`` inline on its virtual clock; the
+asyncio node calls it from one engine thread, so merges never block its event loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from rumor.protocols.errors import RumorError
+from rumor.protocols.events import (
+    AdoptModel,
+    Command,
+    Event,
+    Finished,
+    Log,
+    Merge,
+    MergeDone,
+    PeerId,
+    Send,
+    StartTraining,
+    TrainingHints,
+    Vector,
+)
+from rumor.protocols.peer import Peer
+
+
+class Backend(Protocol):
+    """What a runtime does for the executor (one instance per peer)."""
+
+    def now(self) -> float: ...
+
+    def own_model(self) -> Vector: ...
+
+    def send(self, to: PeerId, data: bytes, round_: int) -> None: ...
+
+    def start_training(self, round_: int, hints: TrainingHints) -> None: ...
+
+    def adopt(self, round_: int, vector: Vector, merge: Merge | None) -> None: ...
+
+    def finished(self, round_: int) -> None: ...
+
+    def log(self, event: str, fields: dict[str, Any]) -> None: ...
+
+    def wake_at(self, deadline: float | None) -> None: ...
+
+
+class CommandExecutor:
+    """Feeds one Peer and carries out its commands through a Backend."""
+
+    def __init__(self, peer: Peer, backend: Backend) -> None:
+        self.peer = peer
+        self.backend = backend
+
+    def feed(self, event: Event) -> None:
+        commands = self.peer.handle(event)
+        self.execute(commands)
+        self.backend.wake_at(self.peer.next_deadline())
+
+    def execute(self, commands: list[Command]) -> None:
+        b = self.backend
+        for c in commands:
+            if isinstance(c, Send):
+                b.send(c.to, c.data, c.round)
+            elif isinstance(c, StartTraining):
+                b.start_training(c.round, c.hints)
+            elif isinstance(c, Merge):
+                if self.peer.merger is None:
+                    raise RumorError("this peer has no merger (build it with build_peer)")
+                outcome = self.peer.merger.merge(b.own_model(), c)
+                for name, fields in outcome.events:
+                    self.peer.counters[name] += 1
+                    b.log(name, fields)
+                b.adopt(c.round, outcome.vector, c)
+                self.feed(MergeDone(c.round, outcome.vector, b.now(), outcome.forward,
+                                    outcome.rejected))
+            elif isinstance(c, AdoptModel):
+                b.adopt(c.round, c.vector, None)
+                self.feed(MergeDone(c.round, c.vector, b.now()))
+            elif isinstance(c, Finished):
+                b.finished(c.round)
+            elif isinstance(c, Log):
+                b.log(c.event, c.fields)

@@ -1,0 +1,97 @@
+"""RuleMerger: a peer's merge hook (rule or stateful defense, degrade, poison guard).
+
+    x_new = rule({own} ∪ updates; f)              (rumor.aggregation, or FedAvg's
+                                                  sample-weighted mean on a server)
+
+with three guarantees on top of the rule:
+
+- small views degrade: when the view is too small for the rule with ``f`` (n <= 2f
+  for median, trimmed mean, centered clipping; n <= 2f + 2 for Krum), the rule runs
+  with the largest f' < f it accepts (down to 0) and the outcome carries a
+  ``small_view`` event (counted by the runtime); a run never aborts on it;
+- poison through overflow is not adopted: if x_new holds NaN/Inf or |x| > max_abs,
+  the previous model is kept and the outcome is ``rejected``;
+- gossiping defenses (SybilWall) get the relayed vectors before the merge and their
+  picks to forward come back as ``forward``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from rumor import aggregation
+from rumor.aggregation.layout import Layout
+from rumor.aggregation.sybilwall import Forwarded
+from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
+from rumor.protocols.errors import AggregationError
+from rumor.protocols.events import Merge, Relay, Vector
+from rumor.protocols.hooks import MergeOutcome
+
+
+class RuleMerger:
+    """One peer's merger; holds its stateful defense when the rule has one."""
+
+    def __init__(
+        self,
+        aggregator: str,
+        *,
+        f: int,
+        layout: Layout,
+        rule_params: dict[str, Any] | None = None,
+        seed: int = 0,
+        max_abs: float = 1e6,
+    ) -> None:
+        self.aggregator = aggregator
+        self.f = f
+        self.layout = layout
+        self.params = dict(rule_params or {})
+        self.max_abs = max_abs
+        self.rule = resolve_rule(aggregator)
+        self.defense: aggregation.Defense | None = None
+        if is_stateful(aggregator):
+            params = dict(self.params)
+            if aggregator == "sybilwall":
+                params.setdefault("seed", seed)
+            self.defense = aggregation.make_defense(aggregator, **params)
+
+    @property
+    def fedavg(self) -> bool:
+        return self.aggregator == FEDAVG
+
+    def merge(self, own: Vector, cmd: Merge) -> MergeOutcome:
+        own_t = torch.from_numpy(np.ascontiguousarray(own, dtype=np.float32))
+        events: list[tuple[str, dict[str, Any]]] = []
+        receive = getattr(self.defense, "receive", None)
+        if receive is not None and cmd.forwarded:
+            receive([Forwarded(r.origin, r.round, torch.from_numpy(
+                np.array(r.vector, dtype=np.float32)), r.hops)
+                for r in cmd.forwarded if r.vector is not None])
+        out: torch.Tensor | None = None
+        for f in range(self.f, -1, -1):
+            try:
+                out = merge_updates(self.aggregator, self.rule, own_t, cmd.updates, f=f,
+                                    layout=self.layout, params=self.params,
+                                    defense=self.defense, round_=cmd.round)
+            except AggregationError as exc:
+                if f == 0:
+                    events.append(("merge_failed", {"round": cmd.round, "error": str(exc)}))
+                continue
+            if f != self.f:
+                events.append(("small_view", {"round": cmd.round, "n": len(cmd.updates) + 1,
+                                              "f": self.f, "used_f": f}))
+            break
+        forward: tuple[Relay, ...] = ()
+        take = getattr(self.defense, "take_outbox", None)
+        if take is not None:
+            forward = tuple(Relay(x.origin, x.round, x.hops) for x in take())
+        if out is None:
+            return MergeOutcome(own_t.numpy().copy(), forward, True, tuple(events))
+        if not bool(torch.isfinite(out).all()) or (
+                out.numel() > 0 and float(out.abs().max()) > self.max_abs):
+            events.append(("poisoned_merge", {"round": cmd.round}))
+            return MergeOutcome(own_t.numpy().copy(), forward, True, tuple(events))
+        return MergeOutcome(out.detach().to(torch.float32).numpy(), forward, False,
+                            tuple(events))
