@@ -68,7 +68,7 @@ def top_level_array(size: int = 35 * MiB) -> bytes:
 
 def wide_maps(size: int = 8 * MiB) -> bytes:
     """An envelope whose ``x`` is an array of 16-entry maps of small ints."""
-    entry = _map_header(15) + b"".join(bytes([i, 0]) for i in range(15))
+    entry = _map_header(15) + b"".join(bytes([0xA1, 0x61 + i, 0]) for i in range(15))
     inner = _array_header(32) + entry * 32
     count = max(1, min(32, size // (len(inner) * 32)))
     tree = _array_header(count) + (_array_header(32) + inner * 32) * count
