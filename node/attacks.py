@@ -107,19 +107,49 @@ MODEL_ATTACKS: dict[str, Crafter] = {
     "free-ride": _free_ride,
 }
 ATTACK_NAMES = (*MODEL_ATTACKS, *DATA_ATTACKS)
+# The parameters each attack reads (AttackSpec.get / .params); any other key is a typo.
+ATTACK_PARAMS: dict[str, tuple[str, ...]] = {
+    "sign-flip": ("scale",),
+    "gaussian": ("sigma",),
+    "alie": ("z",),
+    "ipm": ("epsilon",),
+    "free-ride": (),
+    "label-flip": ("pairs",),
+    "backdoor": ("fraction", "target", "size"),
+}
+_TEXT_PARAMS = {"pairs"}  # parsed later (label_map); every other parameter is a number
 
 
 def parse_attack(text: str) -> AttackSpec:
-    """``NAME[:k=v,...]`` -> AttackSpec; ConfigError naming the choices otherwise."""
-    name, _, rest = text.partition(":")
+    """``NAME[:k=v,...]`` -> AttackSpec; ConfigError naming the choices otherwise.
+
+    Unknown parameters of an attack, repeated ones and numbers that are not finite are
+    rejected here, before a run starts, with the attack's known parameters listed.
+    """
+    name, _, rest = text.strip().partition(":")
     if name not in ATTACK_NAMES:
         raise ConfigError(f"unknown attack {name!r}; choose one of: {', '.join(ATTACK_NAMES)}")
+    known = ATTACK_PARAMS[name]
     params: dict[str, str] = {}
     for item in filter(None, rest.split(",")):
         k, sep, v = item.partition("=")
-        if not sep:
+        k, v = k.strip(), v.strip()
+        if not sep or not k:
             raise ConfigError(f"attack parameter {item!r} must be key=value")
-        params[k.strip()] = v.strip()
+        if k not in known:
+            raise ConfigError(
+                f"attack {name} has no parameter {k!r}; known: {', '.join(known) or 'none'}"
+            )
+        if k in params:
+            raise ConfigError(f"attack {name}: parameter {k!r} given twice")
+        if k not in _TEXT_PARAMS:
+            try:
+                number = float(v)
+            except ValueError:
+                raise ConfigError(f"attack {name}: {k} must be a number, got {v!r}") from None
+            if not math.isfinite(number):
+                raise ConfigError(f"attack {name}: {k} must be a finite number, got {v!r}")
+        params[k] = v
     return AttackSpec(name, params)
 
 

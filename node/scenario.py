@@ -301,36 +301,106 @@ def build_timeline(
     return sorted(out, key=lambda e: e.at)
 
 
-def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
-    """Parse a scenario file; ConfigError with the file name and key on any problem."""
-    where = str(path)
+def _read_toml(path: Path, where: str) -> tuple[dict[str, Any], str]:
+    """The parsed document and its text; ConfigError for unreadable, non-UTF-8 or bad TOML."""
     try:
-        doc = tomllib.loads(path.read_text())
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read scenario {where}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read scenario {where}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+
+
+_SCENARIO_MODES = ("sim", "real")
+_SEED_LIMIT = 2**32
+
+
+def _check_header(doc: dict[str, Any], where: str) -> None:
+    name = doc.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()
+                             or name in (".", "..") or "/" in name or "\\" in name):
+        raise ConfigError(f"{where}: name must be a non-empty string without '/' (it names "
+                          f"the output directory), got {name!r}")
+    if not isinstance(doc.get("description", ""), str):
+        raise ConfigError(f"{where}: description must be a string")
+    mode = doc.get("mode")
+    if mode is not None and mode not in _SCENARIO_MODES:
+        raise ConfigError(f"{where}: mode must be one of {', '.join(_SCENARIO_MODES)}, "
+                          f"got {mode!r}")
+
+
+def _check_values(cfg: SimulationConfig, where: str) -> None:
+    """Ranges SimulationConfig.validate leaves open, and names checked before a run."""
+    from rumor.node.data.datasets import DATASET_NAMES
+    from rumor.node.data.splits import parse_split
+    from rumor.node.models import MODEL_NAMES
+
+    bad = [
+        (not 0 <= cfg.seed < _SEED_LIMIT, f"seed must be in [0, 2**32), got {cfg.seed}"),
+        (cfg.latency < 0, f"latency must be >= 0, got {cfg.latency}"),
+        (cfg.train_time <= 0, f"train_time must be > 0, got {cfg.train_time}"),
+        (cfg.round_timeout <= 0, f"round_timeout must be > 0, got {cfg.round_timeout}"),
+        (not 0.0 <= cfg.momentum < 1.0, f"momentum must be in [0, 1), got {cfg.momentum}"),
+        (cfg.f < 0, f"f must be >= 0, got {cfg.f}"),
+        (cfg.byzantine < 0 or cfg.sybils < 0, "byzantine and sybils must be >= 0"),
+        (cfg.sybil_degree < 1 or cfg.sybil_noise < 0,
+         "sybil_degree must be >= 1 and sybil_noise >= 0"),
+        (cfg.min_updates is not None and cfg.min_updates < 0, "min_updates must be >= 0"),
+        (any(v is not None and v < 1 for v in (cfg.fanout, cfg.eval_peers, cfg.test_subset)),
+         "fanout, eval_peers and test_subset must be >= 1"),
+        (cfg.model not in MODEL_NAMES,
+         f"unknown model {cfg.model!r}; choose one of: {', '.join(MODEL_NAMES)}"),
+        (cfg.dataset not in DATASET_NAMES,
+         f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASET_NAMES)}"),
+    ]
+    for failed, why in bad:
+        if failed:
+            raise ConfigError(f"{where}: {why}")
+    try:
+        parse_split(cfg.split)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_scenario(path: Path, overrides: dict[str, Any] | None = None) -> Scenario:
+    """Parse a scenario file; ConfigError with the file name and key on any problem."""
+    from rumor.node.config_fields import checked_fields
+
+    where = str(path)
+    doc, text = _read_toml(path, where)
+    if not doc:
+        raise ConfigError(f"{where} is empty: a scenario sets at least one of [network], "
+                          "[data], [learning] or [[timeline]] (see docs/scenarios.md)")
     if "modest" in doc:
         raise ConfigError(f"{where} is a MoDeST file: run `rumor modest --config {where}`")
     unknown = set(doc) - {"name", "description", "mode", "timeline", *_SECTIONS}
     if unknown:
         raise ConfigError(f"{where}: unknown top-level keys {sorted(unknown)}")
+    _check_header(doc, where)
     flat = _flat_config(doc, where)
     flat.update(overrides or {})
+    flat = checked_fields(SimulationConfig, flat, where)
     try:
         cfg = SimulationConfig(**flat)
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     cfg.validate()
+    _check_values(cfg, where)
     graph = build_topology(cfg.topology, cfg.peers, cfg.seed)
     relays = relay_peers(cfg.peers, cfg.relay_fraction, cfg.seed)
     items = doc.get("timeline", [])
-    if not isinstance(items, list):
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
         raise ConfigError(f"{where}: timeline must be an array of tables ([[timeline]])")
     timeline = build_timeline(items, cfg, graph, relays, where)
     return Scenario(
         name=str(doc.get("name", path.stem)),
         description=str(doc.get("description", "")),
         config=replace(cfg, timeline=tuple(timeline)),
-        source=path.read_text(),
+        source=text,
     )

@@ -15,8 +15,18 @@ from typing import Any
 
 from rich.console import Console
 
+from rumor.node.attacks import parse_attack
 from rumor.node.bristle import METHODS, BristleConfig, compare
-from rumor.scripts.options import nonneg_int, positive_float, positive_int
+from rumor.protocols.errors import ConfigError
+from rumor.scripts.options import (
+    dataset_name,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    unit_fraction,
+    writable_dir,
+)
 
 
 def add_parser(sub: Any) -> None:
@@ -33,18 +43,34 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--view", type=positive_int, default=d.view,
                    help="partial view: each peer hears this many (random regular graph)")
     p.add_argument("--alpha", type=positive_float, default=d.alpha, help="Dirichlet alpha")
-    p.add_argument("--dataset", default=d.dataset)
+    p.add_argument("--dataset", type=dataset_name, default=d.dataset)
     p.add_argument("--hidden", type=positive_int, default=d.hidden,
                    help="width of the frozen feature layer")
-    p.add_argument("--public-fraction", type=positive_float, default=d.public_fraction)
-    p.add_argument("--pretrain-classes", default=None,
+    p.add_argument("--public-fraction", type=unit_fraction, default=d.public_fraction)
+    p.add_argument("--pretrain-classes", type=_class_list, default=None,
                    help="train the extractor on these classes only, e.g. 0-4 or 0,2,5")
     p.add_argument("--val-size", type=positive_int, default=d.val_size)
     p.add_argument("--lr", type=positive_float, default=d.lr)
     p.add_argument("--local-steps", type=positive_int, default=d.local_steps)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", type=Path, default=Path("runs/bristle"))
+    p.add_argument("--seed", type=seed_int, default=d.seed)
+    p.add_argument("--out", type=writable_dir, default=Path("runs/bristle"))
     p.set_defaults(func=run)
+
+
+MAX_CLASSES = 10  # every bundled dataset (digits, mnist, fashion-mnist) has 10 classes
+
+
+def _class_list(text: str) -> str:
+    """``0-4`` or ``0,2,5``: class indices in [0, 10); kept as text for _classes."""
+    try:
+        classes = _classes(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected classes like 0-4 or 0,2,5, got {text!r}") from None
+    if not classes or not all(0 <= c < MAX_CLASSES for c in classes):
+        raise argparse.ArgumentTypeError(
+            f"classes must be in [0, {MAX_CLASSES}), got {text!r}")
+    return text
 
 
 def _classes(text: str | None) -> tuple[int, ...] | None:
@@ -69,6 +95,11 @@ def run(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",")]
     for m in methods:
         BristleConfig(method=m).validate()
+    for a in attacks:  # fail fast, before the extractor is trained
+        if a is not None and not a:
+            raise ConfigError("--attacks has an empty entry")
+        if a is not None:
+            parse_attack(a)
     rows = compare(base, attacks, methods, on_row=lambda r: console.print(
         f"{r['attack']:>20} {r['method']:>8}: unseen {r['acc_unseen']:.3f} "
         f"seen {r['acc_seen']:.3f} all {r['acc']:.3f} ({r['wall_s']:.0f} s)"))

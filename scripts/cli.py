@@ -1,13 +1,16 @@
 """The ``rumor`` command: one entry point, subcommands, errors as one clear line.
 
-Exit codes: 0 success, 1 runtime failure, 2 bad input (ConfigError), 130 Ctrl-C.
+Exit codes: 0 success, 1 runtime failure, 2 bad input (a bad flag, ConfigError, or an
+OSError on a path the user gave), 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from rumor.protocols.errors import ConfigError, RumorError
 from rumor.scripts import (
@@ -27,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as one line (no usage dump) with exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"rumor: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"rumor: error: {_one_line(message)} (see '{self.prog} --help')\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,20 +51,65 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _user_paths(args: argparse.Namespace) -> list[Path]:
+    """The paths the user gave (or defaulted): out dirs, data dirs, scenario files."""
+    out: list[Path] = []
+    for v in vars(args).values():
+        for item in v if isinstance(v, list | tuple) else [v]:
+            if isinstance(item, Path):
+                out.append(item.absolute())
+    return out
+
+
+def _os_error(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    name = exc.filename if exc.filename is not None else None
+    return f"{name}: {what}" if name is not None else what
+
+
+def _is_user_path(exc: OSError, paths: list[Path]) -> bool:
+    if exc.filename is None or isinstance(exc.filename, int):
+        return False
+    try:
+        target = Path(os.fsdecode(exc.filename)).absolute()
+    except (TypeError, ValueError):
+        return False
+    return any(target == p or p in target.parents or target in p.parents for p in paths)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; every failure the user can fix is one line on stderr.
+
+    Exit codes: 0 success, 1 runtime failure, 2 bad input (a bad flag, ConfigError, or
+    an OSError on a path the user gave), 130 Ctrl-C.
+    """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad flag (2, its line already printed)
+        return exc.code if isinstance(exc.code, int) else 2
+    except ConfigError as exc:  # a type= validator that let a library error through
+        print(f"rumor: error: {_one_line(str(exc))}", file=sys.stderr)
+        return 2
     try:
         return int(args.func(args))
     except ConfigError as exc:
-        print(f"rumor: error: {exc}", file=sys.stderr)
+        print(f"rumor: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        user = _is_user_path(exc, _user_paths(args))
+        print(f"rumor: error: {_one_line(_os_error(exc))}", file=sys.stderr)
+        return 2 if user else 1
     except RumorError as exc:
-        print(f"rumor: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"rumor: {type(exc).__name__}: {_one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rumor: interrupted", file=sys.stderr)
         return 130
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "(no details)"
 
 
 if __name__ == "__main__":

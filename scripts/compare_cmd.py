@@ -22,7 +22,17 @@ from rich.progress import (
 
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
-from rumor.scripts.options import positive_float, positive_int
+from rumor.scripts.options import (
+    dataset_name,
+    dir_path,
+    model_name,
+    positive_float,
+    positive_int,
+    seed_int,
+    split_spec,
+    topology_spec,
+    writable_dir,
+)
 from rumor.scripts.reporting import pyplot, round_progress, write_run
 
 
@@ -31,10 +41,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--aggregators", nargs="+", default=["variance-corrected", "mean", "fedavg"])
     p.add_argument("--peers", type=positive_int, nargs="+", default=[50, 100])
     p.add_argument("--rounds", type=positive_int, default=40)
-    p.add_argument("--topology", default="regular:8")
-    p.add_argument("--split", default="iid")
-    p.add_argument("--model", default="mlp")
-    p.add_argument("--dataset", default="digits")
+    p.add_argument("--topology", type=topology_spec, default="regular:8")
+    p.add_argument("--split", type=split_spec, default="iid")
+    p.add_argument("--model", type=model_name, default="mlp")
+    p.add_argument("--dataset", type=dataset_name, default="digits")
     p.add_argument("--lr", type=positive_float, default=SimulationConfig().lr)
     p.add_argument("--batch-size", type=positive_int, default=SimulationConfig().batch_size)
     p.add_argument("--local-epochs", type=positive_int, default=1)
@@ -42,9 +52,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--test-subset", type=positive_int, default=None)
     p.add_argument("--init", choices=["independent", "same"], default="independent",
                    help="peers start from their own random models or one shared model")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
-    p.add_argument("--out", type=Path, default=Path("runs/compare"))
+    p.add_argument("--seed", type=seed_int, default=1)
+    p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/compare"))
     p.set_defaults(func=run)
 
 

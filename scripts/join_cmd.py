@@ -25,21 +25,31 @@ from rumor.node.identity import load_or_create_identity
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
-from rumor.scripts.options import nonneg_int, positive_int
+from rumor.scripts.options import (
+    existing_file,
+    listen_multiaddr,
+    nonneg_int,
+    peer_multiaddr,
+    port_or_any,
+    positive_int,
+    writable_dir,
+)
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("join", help="run one peer that joins (or starts) a live mesh")
-    p.add_argument("--bootstrap", action="append", default=[], metavar="MULTIADDR",
+    p.add_argument("--bootstrap", action="append", type=peer_multiaddr, default=[],
+                   metavar="MULTIADDR",
                    help="a peer to join through (/ip4/.../tcp/.../p2p/ID); repeatable")
-    p.add_argument("--bootstrap-file", type=Path,
+    p.add_argument("--bootstrap-file", type=existing_file,
                    help="a file with one bootstrap multiaddr per line")
-    p.add_argument("--data-dir", type=Path, default=Path("rumor-data"),
+    p.add_argument("--data-dir", type=writable_dir, default=Path("rumor-data"),
                    help="identity key, checkpoints (default ./rumor-data)")
-    p.add_argument("--listen", action="append", default=[], metavar="MULTIADDR",
+    p.add_argument("--listen", action="append", type=listen_multiaddr, default=[],
+                   metavar="MULTIADDR",
                    help="listen address (default /ip4/127.0.0.1/tcp/0)")
     p.add_argument("--api-host", default="127.0.0.1", help="HTTP API address (loopback)")
-    p.add_argument("--api-port", type=nonneg_int, default=0, help="HTTP API port (0: any)")
+    p.add_argument("--api-port", type=port_or_any, default=0, help="HTTP API port (0: any)")
     p.add_argument("--rounds", type=positive_int, default=None, help="stop after R rounds")
     p.add_argument("--shard", type=nonneg_int, default=None,
                    help="which part of the split to train on (default: hash of the PeerID)")
@@ -52,14 +62,19 @@ def add_parser(sub: Any) -> None:
 def _bootstrap_list(args: argparse.Namespace) -> list[str]:
     addrs = list(args.bootstrap)
     if args.bootstrap_file is not None:
+        path = args.bootstrap_file
         try:
-            lines = args.bootstrap_file.read_text().splitlines()
+            lines = path.read_bytes().decode("utf-8").splitlines()
         except OSError as exc:
-            raise ConfigError(f"cannot read --bootstrap-file: {exc}") from None
-        addrs += [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-    for a in addrs:
-        if "/p2p/" not in a:
-            raise ConfigError(f"bootstrap address {a!r} must end with /p2p/<peer id>")
+            raise ConfigError(f"cannot read --bootstrap-file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"--bootstrap-file {path} is not UTF-8 text") from None
+        for n, ln in enumerate(lines, 1):
+            if ln.strip() and not ln.lstrip().startswith("#"):
+                try:
+                    addrs.append(peer_multiaddr(ln.strip()))
+                except argparse.ArgumentTypeError as exc:
+                    raise ConfigError(f"--bootstrap-file {path}, line {n}: {exc}") from None
     return addrs
 
 
@@ -100,7 +115,11 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, runtime.stop)
-    api = await start_api(runtime, args.api_host, args.api_port)
+    try:
+        api = await start_api(runtime, args.api_host, args.api_port)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve the API on {args.api_host}:{args.api_port}: "
+                          f"{exc.strerror or exc}") from None
     task = asyncio.ensure_future(runtime.run(start_round))
     while not transport.listen_addrs() and not task.done():
         await asyncio.sleep(0.05)

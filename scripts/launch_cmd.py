@@ -34,7 +34,15 @@ from rumor.node.mesh.real_experiment import byzantine_peers
 from rumor.node.results import RoundMetrics
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
-from rumor.scripts.options import nonneg_int, positive_float, positive_int
+from rumor.scripts.options import (
+    attack_spec,
+    nonneg_int,
+    port_base,
+    port_or_any,
+    positive_float,
+    positive_int,
+    writable_dir,
+)
 
 __all__ = ["add_parser", "default_per_process", "run"]
 
@@ -52,15 +60,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--per-process", type=positive_int, default=None, metavar="K",
                    help="peers per worker process (default: ceil(N / cores), at most "
                    f"{MAX_PER_PROCESS_AUTO})")
-    p.add_argument("--out", type=Path, default=Path("runs/launch"), help="output directory")
-    p.add_argument("--base-dir", type=Path, default=None,
+    p.add_argument("--out", type=writable_dir, default=Path("runs/launch"),
+                   help="output directory")
+    p.add_argument("--base-dir", type=writable_dir, default=None,
                    help="peers' data dirs (identity, checkpoints) go to BASE/peer-XX; "
                    "an existing one is resumed (default: a temporary dir)")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary base dir (identities, checkpoints) at exit")
-    p.add_argument("--bootstrap-port", type=nonneg_int, default=0,
+    p.add_argument("--bootstrap-port", type=port_or_any, default=0,
                    help="TCP port of the bootstrap node (default: any free port)")
-    p.add_argument("--api-port-base", type=nonneg_int, default=0,
+    p.add_argument("--api-port-base", type=port_base, default=0,
                    help="peer i serves its HTTP API on BASE+i (default: any free port)")
     p.add_argument("--discovery-interval", type=positive_float, default=None,
                    help="seconds between a peer's DHT lookups (default max(5, N/8): "
@@ -73,7 +82,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--byzantine", type=nonneg_int, default=0, metavar="K",
                    help="K Byzantine peers (the simulator's seeded choice of indices); "
                    "they run --attack and are not evaluated")
-    p.add_argument("--attack", default=None, metavar="SPEC",
+    p.add_argument("--attack", type=attack_spec, default=None, metavar="SPEC",
                    help="attack of the Byzantine peers, e.g. sign-flip or alie:z=1.5")
     add_node_flags(p)
     p.set_defaults(func=run)

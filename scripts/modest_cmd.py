@@ -17,10 +17,23 @@ from typing import Any
 
 from rich.console import Console
 
+from rumor.node.config_fields import checked_fields
 from rumor.node.modest_sim import ModestConfig, ModestRound, run_modest
 from rumor.node.results import write_json
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.options import nonneg_int, positive_float, positive_int
+from rumor.scripts.options import (
+    dataset_name,
+    existing_file,
+    model_name,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    split_spec,
+    unit_interval,
+    writable_dir,
+)
 from rumor.scripts.reporting import pyplot
 
 _FLAGS: dict[str, tuple[Any, str]] = {
@@ -31,26 +44,27 @@ _FLAGS: dict[str, tuple[Any, str]] = {
     "max_rounds": (positive_int, "stop after this many rounds"),
     "crash_count": (nonneg_int, "peers that crash per wave (0: no churn)"),
     "crash_every": (positive_float, "seconds between crash waves"),
-    "crash_until": (float, "stop crashing once this fraction is gone"),
-    "dataset": (str, "digits | mnist | fashion-mnist"),
-    "model": (str, "mlp | lenet5 | cnn"),
-    "split": (str, "iid | dirichlet:ALPHA | shards:K"),
+    "crash_until": (unit_interval, "stop crashing once this fraction is gone"),
+    "dataset": (dataset_name, "digits | mnist | fashion-mnist"),
+    "model": (model_name, "mlp | lenet5 | cnn"),
+    "split": (split_spec, "iid | dirichlet:ALPHA | shards:K"),
     "lr": (positive_float, "learning rate"),
     "batch_size": (positive_int, "minibatch size"),
     "local_epochs": (positive_int, "local epochs per round"),
     "train_time": (positive_float, "virtual seconds a local training takes"),
-    "latency": (float, "link latency, seconds"),
+    "latency": (nonneg_float, "link latency, seconds"),
     "agg_timeout": (positive_float, "aggregator waits this long after the first update"),
     "test_subset": (positive_int, "evaluate on a seeded subset of the test set"),
-    "seed": (int, "seed"),
+    "seed": (seed_int, "seed"),
 }
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("modest", help="MoDeST: sampled training rounds under churn",
                        description=__doc__)
-    p.add_argument("--config", type=Path, default=None, help="TOML with ModestConfig keys")
-    p.add_argument("--out", type=Path, default=Path("runs/modest"))
+    p.add_argument("--config", type=existing_file, default=None,
+                   help="TOML with ModestConfig keys")
+    p.add_argument("--out", type=writable_dir, default=Path("runs/modest"))
     for name, (conv, text) in _FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
                        help=text)
@@ -61,10 +75,16 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> ModestConfig:
     values: dict[str, Any] = {}
     if path is not None:
         try:
-            doc = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: {exc}") from None
+            doc = tomllib.loads(path.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         table = doc.get("modest", doc)
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: [modest] must be a table")
         known = {f.name for f in fields(ModestConfig)}
         for k, v in table.items():
             key = k.replace("-", "_")
@@ -73,6 +93,8 @@ def load_config(path: Path | None, cli: dict[str, Any]) -> ModestConfig:
             if key not in known:
                 raise ConfigError(f"{path}: unknown key {k!r}; known: {', '.join(sorted(known))}")
             values[key] = v
+    if path is not None:
+        values = checked_fields(ModestConfig, values, str(path))
     values.update({k: v for k, v in cli.items() if v is not None})
     return ModestConfig(**values)
 
@@ -115,6 +137,11 @@ def run(args: argparse.Namespace) -> int:
     cli = {name: getattr(args, name) for name in _FLAGS}
     cfg = load_config(args.config, cli)
     cfg.validate()
+    for name in ("dataset", "model", "split", "seed"):  # values from --config, like flags
+        try:
+            _FLAGS[name][0](str(getattr(cfg, name)))
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"{args.config}: {name}: {exc}") from None
     sim, rows, wall = run_modest(cfg)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)

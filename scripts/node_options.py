@@ -7,21 +7,32 @@ import os
 from typing import Any
 
 from rumor.node.assembly import NodeConfig
-from rumor.scripts.options import nonneg_int, positive_float, positive_int
+from rumor.scripts.options import (
+    dataset_name,
+    dir_path,
+    model_name,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    seed_int,
+    split_spec,
+)
 
 
 def add_node_flags(p: Any) -> None:
     d = NodeConfig()
     g = p.add_argument_group("learning")
     g.add_argument("--swarm", default=d.swarm, help="swarm name; peers of other swarms are ignored")
-    g.add_argument("--model", default=d.model, help="mlp | lenet5 | cnn")
-    g.add_argument("--dataset", default=d.dataset, help="digits | mnist | fashion-mnist")
-    g.add_argument("--dataset-dir", default=os.environ.get("RUMOR_DATA_DIR"),
+    g.add_argument("--model", type=model_name, default=d.model, help="mlp | lenet5 | cnn")
+    g.add_argument("--dataset", type=dataset_name, default=d.dataset,
+                   help="digits | mnist | fashion-mnist")
+    g.add_argument("--dataset-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"),
                    help="where `rumor data fetch` put the datasets")
-    g.add_argument("--split", default=d.split, help="iid | dirichlet:ALPHA | shards:K")
+    g.add_argument("--split", type=split_spec, default=d.split,
+                   help="iid | dirichlet:ALPHA | shards:K")
     g.add_argument("--shards", type=positive_int, default=d.shards,
                    help="the training set is split into this many parts")
-    g.add_argument("--seed", type=int, default=d.seed, help="seed of the data split")
+    g.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the data split")
     g.add_argument("--aggregator", default=d.aggregator)
     g.add_argument("--f", type=nonneg_int, default=d.f)
     g.add_argument("--lr", type=positive_float, default=d.lr)

@@ -41,7 +41,15 @@ from rumor.node.attacks import flip_target, parse_attack
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.options import positive_float, positive_int
+from rumor.scripts.options import (
+    attack_spec,
+    positive_float,
+    positive_int,
+    probability,
+    seed_int,
+    topology_spec,
+    writable_dir,
+)
 from rumor.scripts.reporting import pyplot
 
 RULES = ["mean", "median", "trimmed-mean", "krum", "geometric-median", "centered-clipping",
@@ -52,18 +60,18 @@ ATTACKS = ["none", "sign-flip:scale=4", "gaussian:sigma=1", "alie", "ipm", "labe
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("robustness", help="regenerate the Byzantine/Sybil robustness tables")
-    p.add_argument("--out", type=Path, default=Path("runs/robustness"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/robustness"))
     p.add_argument("--only", nargs="+", choices=["rules", "monna", "sybilwall"],
                    default=["rules", "monna", "sybilwall"])
     p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     g = p.add_argument_group("rules x attacks")
     g.add_argument("--rules", nargs="+", default=RULES,
                    help="rule names, optionally NAME@k=v,... for rule params")
-    g.add_argument("--attacks", nargs="+", default=ATTACKS)
+    g.add_argument("--attacks", nargs="+", type=_attack_or_none, default=ATTACKS)
     g.add_argument("--peers", type=positive_int, default=30)
-    g.add_argument("--topology", default="regular:8")
+    g.add_argument("--topology", type=topology_spec, default="regular:8")
     g.add_argument("--byzantine", type=positive_int, default=3)
     g.add_argument("--rounds", type=positive_int, default=30)
     g.add_argument("--lr", type=positive_float, default=0.2)
@@ -71,15 +79,19 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--monna-peers", type=positive_int, default=26)
     g.add_argument("--monna-f", type=positive_int, default=5)
     g.add_argument("--monna-rounds", type=positive_int, default=50)
-    g.add_argument("--monna-betas", type=float, nargs="+", default=[0.99, 0.9])
+    g.add_argument("--monna-betas", type=probability, nargs="+", default=[0.99, 0.9])
     g = p.add_argument_group("SybilWall")
     g.add_argument("--sybil-peers", type=positive_int, default=99)
     g.add_argument("--sybils", type=positive_int, default=15)
-    g.add_argument("--sybil-topology", default="rgg:0.2:maxdeg=7")
+    g.add_argument("--sybil-topology", type=topology_spec, default="rgg:0.2:maxdeg=7")
     g.add_argument("--sybil-rounds", type=positive_int, default=30)
     g.add_argument("--alpha", type=positive_float, default=0.1)
     g.add_argument("--min-source", type=positive_int, default=10)
     p.set_defaults(func=run)
+
+
+def _attack_or_none(text: str) -> str:
+    return text if text == "none" else attack_spec(text)
 
 
 # ----------------------------------------------------------------------------- helpers

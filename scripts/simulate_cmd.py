@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,21 @@ from rich.console import Console
 
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import SimulationConfig, run_simulation
-from rumor.scripts.options import nonneg_int, positive_float, positive_int, probability
+from rumor.scripts.options import (
+    attack_spec,
+    dataset_name,
+    dir_path,
+    model_name,
+    nonneg_float,
+    nonneg_int,
+    positive_float,
+    positive_int,
+    probability,
+    seed_int,
+    split_spec,
+    topology_spec,
+    writable_dir,
+)
 from rumor.scripts.reporting import round_progress, write_run
 
 
@@ -24,22 +39,24 @@ def add_parser(sub: Any) -> None:
     d = SimulationConfig()
     p.add_argument("--peers", type=positive_int, default=d.peers, help="number of peers")
     p.add_argument("--rounds", type=positive_int, default=d.rounds)
-    p.add_argument("--topology", default=d.topology,
+    p.add_argument("--topology", type=topology_spec, default=d.topology,
                    help="ring | complete | star | regular:K | er:P | ba:M | rgg:R | ws:K:P")
-    p.add_argument("--split", default=d.split, help="iid | dirichlet:ALPHA | shards:K")
+    p.add_argument("--split", type=split_spec, default=d.split,
+                   help="iid | dirichlet:ALPHA | shards:K")
     p.add_argument("--aggregator", default=d.aggregator,
                    help="variance-corrected | mean | fedavg | any rule in rumor.aggregation")
     p.add_argument("--f", type=nonneg_int, default=d.f, help="f for the robust rules")
-    p.add_argument("--model", default=d.model, help="mlp | lenet5 | cnn")
-    p.add_argument("--dataset", default=d.dataset, help="digits | mnist | fashion-mnist")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--model", type=model_name, default=d.model, help="mlp | lenet5 | cnn")
+    p.add_argument("--dataset", type=dataset_name, default=d.dataset,
+                   help="digits | mnist | fashion-mnist")
+    p.add_argument("--seed", type=seed_int, default=d.seed)
     p.add_argument("--lr", type=positive_float, default=d.lr)
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
     p.add_argument("--local-epochs", type=positive_int, default=d.local_epochs)
-    p.add_argument("--momentum", type=float, default=d.momentum)
+    p.add_argument("--momentum", type=probability, default=d.momentum)
     p.add_argument("--init", choices=["independent", "same"], default=d.init,
                    help="peers start from their own random models or one shared model")
-    p.add_argument("--latency", type=float, default=d.latency, help="link latency, seconds")
+    p.add_argument("--latency", type=nonneg_float, default=d.latency, help="link latency, seconds")
     p.add_argument("--loss", type=probability, default=d.loss, help="message loss probability")
     p.add_argument("--round-timeout", type=positive_float, default=d.round_timeout)
     p.add_argument("--fanout", type=positive_int, default=None,
@@ -48,7 +65,7 @@ def add_parser(sub: Any) -> None:
                    help="merge once this many updates arrived (default: all neighbours)")
     p.add_argument("--eval-peers", type=positive_int, default=None,
                    help="evaluate a seeded sample of this many peers each round")
-    p.add_argument("--attack", default=None, metavar="NAME[:k=v,...]",
+    p.add_argument("--attack", type=attack_spec, default=None, metavar="NAME[:k=v,...]",
                    help="sign-flip | gaussian | alie | ipm | free-ride | label-flip, "
                         "e.g. alie or sign-flip:scale=4 or label-flip:pairs=0-1")
     p.add_argument("--byzantine", type=nonneg_int, default=0,
@@ -61,8 +78,9 @@ def add_parser(sub: Any) -> None:
                    help="evaluate on a seeded subset of this many test samples")
     p.add_argument("--sign", action="store_true",
                    help="sign and verify every message (slower; always on in real mode)")
-    p.add_argument("--data-dir", default=os.environ.get("RUMOR_DATA_DIR"))
-    p.add_argument("--out", type=Path, default=Path("runs/simulate"), help="output directory")
+    p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/simulate"),
+                   help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -117,11 +135,14 @@ def run(args: argparse.Namespace) -> int:
             progress.update(task, completed=m.round, acc=m.acc_mean)
 
         sim, rows, wall = run_simulation(cfg, on_round)
-    write_run(out, sim, rows)
+    summary = write_run(out, sim, rows)
     last = rows[-1] if rows else None
     if last is not None:
         console.print(
             f"final acc mean {last.acc_mean:.4f} (min {last.acc_min:.4f}, max {last.acc_max:.4f})"
             f" after {last.round} rounds, {wall:.1f} s wall -> {out}"
         )
+    if not summary["complete"]:
+        print(f"rumor simulate: incomplete run: {summary['reason']}", file=sys.stderr)
+        return 1
     return 0
