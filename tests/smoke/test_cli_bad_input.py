@@ -299,16 +299,16 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     (tmp / "plain.txt").write_text("not a directory, not a multiaddr\n")
     (tmp / "bytes.bin").write_bytes(b"\xff\xfe\x00\x80 not utf-8")
     out = {"tmp": str(tmp), "file": str(tmp / "plain.txt"), "nonutf8": str(tmp / "bytes.bin")}
-    for name, body, mode in (("keydir", None, 0o700), ("keybad", b"hello\n", 0o600),
+    for name, key_bytes, mode in (("keydir", None, 0o700), ("keybad", b"hello\n", 0o600),
                              ("keybin", b"\xff" * 64 + b"\n", 0o600),
                              ("keyopen", b"ab" * 32 + b"\n", 0o644)):
         d = tmp / name
         d.mkdir()
         key = d / "identity.key"
-        if body is None:
+        if key_bytes is None:
             key.mkdir()
         else:
-            key.write_bytes(body)
+            key.write_bytes(key_bytes)
         os.chmod(key, mode)
         out[name] = str(d)
     for name, body in {**SCENARIOS, "ok": "[network]\npeers = 4\n"}.items():
@@ -318,9 +318,9 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         else:
             path.write_text(body)
         out[f"scenario:{name}"] = str(path)
-    for name, body in MODEST_CONFIGS.items():
+    for name, text in MODEST_CONFIGS.items():
         path = tmp / f"modest-{name}.toml"
-        path.write_text(body)
+        path.write_text(text)
         out[f"modest:{name}"] = str(path)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
