@@ -40,7 +40,7 @@ from rumor.node.results import RoundMetrics
 from rumor.node.scenario import Scenario, load_scenario
 from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.options import positive_float
+from rumor.scripts.options import positive_float, writable_dir
 from rumor.scripts.reporting import pyplot, write_run
 
 
@@ -51,13 +51,13 @@ def add_parser(sub: Any) -> None:
                    help="sim: in-process, virtual clock; real: one process per peer on a "
                    "loopback libp2p mesh, timeline events as real faults (kill -9, "
                    "restarts, link blocks); both: sim then real, compared")
-    p.add_argument("--out", type=Path, default=Path("runs/experiments"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/experiments"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of every scenario, e.g. --set rounds=10")
     p.add_argument("--wall-cap", type=positive_float, default=None, metavar="SECONDS",
                    help="real mode: stop a run after this many seconds (default "
                    "120 + 5 N + rounds x max(10, 2 x round_timeout))")
-    p.add_argument("--base-dir", type=Path, default=None,
+    p.add_argument("--base-dir", type=writable_dir, default=None,
                    help="real mode: peers' data dirs go to BASE/<scenario>/peer-XX "
                    "(default: a temporary dir, removed at the end)")
     p.add_argument("--verbose", action="store_true",
