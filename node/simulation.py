@@ -63,7 +63,14 @@ from rumor.protocols.events import (
 )
 from rumor.protocols.identity import Identity
 from rumor.protocols.peer import Peer, Role
-from rumor.topology import TimelineEvent, apply_events, build_topology
+from rumor.topology import (
+    TimelineEvent,
+    apply_events,
+    build_topology,
+    byzantine_view_stats,
+    parse_placement,
+    place_attackers,
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,7 @@ class SimulationConfig:
     relay_fraction: float = 0.0
     attack: str | None = None
     byzantine: int = 0
+    placement: str = "random"  # where Byzantine peers sit: random | hubs | list:3,7
     sybils: int = 0
     sybil_degree: int = 4
     sybil_noise: float = 0.001
@@ -135,6 +143,7 @@ class SimulationConfig:
                 aggregation.get(self.aggregator)
             except AggregationError as exc:
                 raise ConfigError(f"{exc}, {FEDAVG}") from None
+        parse_placement(self.placement)
         if (self.byzantine or self.sybils) and self.attack is None:
             raise ConfigError("--byzantine/--sybils need --attack NAME")
         if self.attack is not None:
@@ -192,13 +201,14 @@ class Simulation:
             self.indices.append(empty)  # the server holds no data
             self.graph_edges = [(i, n) for i in range(n)]
             self.total = n + 1
+            g = nx.empty_graph(n)
         else:
             g = build_topology(cfg.topology, n, cfg.seed)
             self.graph_edges = sorted((min(a, b), max(a, b)) for a, b in g.edges())
             self.total = n + cfg.sybils
         self.attack: AttackSpec | None = parse_attack(cfg.attack) if cfg.attack else None
         arng = np.random.default_rng(cfg.seed + 31)
-        self.byzantine = {int(x) for x in arng.choice(n, size=cfg.byzantine, replace=False)}
+        self.byzantine = set(place_attackers(g, cfg.byzantine, cfg.placement, seed=arng))
         self.sybil_ids = list(range(n, n + cfg.sybils))
         self.honest = [i for i in range(n) if i not in self.byzantine]
         k = min(cfg.sybil_degree, len(self.honest))
@@ -322,6 +332,35 @@ class Simulation:
             if d is not None:
                 out[i] = d
         return out
+
+    def view_stats(self) -> dict[str, Any]:
+        """How many honest views hold >= 1/3 Byzantine neighbours (Sybils included): the
+        condition under which robust rules lose their guarantee."""
+        if self.fedavg:
+            return {}
+        return dict(byzantine_view_stats(self.graph, self.byzantine | set(self.sybil_ids)))
+
+    def completion(self) -> dict[str, Any]:
+        """Whether every configured round completed; when not, why (for summary.json)."""
+        done = len(self.metrics)
+        out: dict[str, Any] = {"rounds_configured": self.config.rounds,
+                               "rounds_completed": done,
+                               "complete": done >= self.config.rounds}
+        if done < self.config.rounds:
+            behind = sorted((self.peers[p].round, p) for p in self._alive_learners)[:5]
+            out["reason"] = (
+                f"round {done + 1} never completed: {len(self._alive_learners)} live "
+                f"learners; lowest rounds (round, peer): {behind}"
+                if self._alive_learners else "no live learner left")
+        return out
+
+    def protocol_events(self) -> dict[str, int]:
+        """Protocol counters over all peers (catch_up, small_view, merge_rejected...)."""
+        total: dict[str, int] = {}
+        for p in self.peers:
+            for k, v in p.counters.items():
+                total[k] = total.get(k, 0) + v
+        return dict(sorted(total.items()))
 
     def reject_counts(self) -> dict[str, int]:
         total: dict[str, int] = {}
