@@ -131,6 +131,7 @@ class NodeRuntime:
         self.finished = False
         self.history: list[dict[str, Any]] = []
         self.send_failures: Counter[str] = Counter()
+        self._send_locks: dict[PeerId, asyncio.Lock] = {}
         self.bytes_sent = 0
         self.messages_sent = 0
 
@@ -280,8 +281,12 @@ class NodeRuntime:
                 await self._inbox.put(PeerLost(ev.peer, now))
 
     async def _send(self, to: PeerId, data: bytes) -> None:
+        # one send at a time per neighbour, in the order the Peer produced them: the
+        # receiver's replay check needs each sender's (round, seq) to arrive in order
+        lock = self._send_locks.setdefault(to, asyncio.Lock())
         try:
-            await self.transport.send(to, data)
+            async with lock:
+                await self.transport.send(to, data)
         except TransportError as exc:
             self.send_failures[to] += 1
             self.on_event({"event": "send_failed", "to": to, "error": str(exc)})
