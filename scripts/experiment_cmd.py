@@ -201,7 +201,7 @@ def _progress(console: Console) -> Progress:
 
 
 def run_sim(sc: Scenario, d: Path, progress: Progress) -> Outcome:
-    task = progress.add_task(f"{sc.name} [sim]", total=sc.config.rounds, acc=0.0,
+    task = progress.add_task(f"{sc.name} (sim)", total=sc.config.rounds, acc=0.0,
                              alive=sc.config.peers)
     t0 = time.perf_counter()
     sim = Simulation(sc.config)
@@ -227,12 +227,12 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
 
     def notice(level: str, text: str) -> None:
         style = {"error": "red", "warning": "yellow"}.get(level, "dim")
-        console.print(f"{sc.name} [real]: {text}", style=style, soft_wrap=True,
+        console.print(f"{sc.name} (real): {text}", style=style, soft_wrap=True,
                       markup=False, highlight=False)
 
     exp = RealExperiment(sc, opts, on_notice=notice)
     n = sc.config.peers
-    start = progress.add_task(f"{sc.name} [real] peers up", total=n, acc=0.0, alive=0)
+    start = progress.add_task(f"{sc.name} (real) peers up", total=n, acc=0.0, alive=0)
     task: TaskID | None = None
 
     def on_tick() -> None:
@@ -244,7 +244,7 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
             if not mesh.went:
                 return
             progress.update(start, completed=n)
-            task = progress.add_task(f"{sc.name} [real]", total=sc.config.rounds, acc=0.0,
+            task = progress.add_task(f"{sc.name} (real)", total=sc.config.rounds, acc=0.0,
                                      alive=ready)
         rows = mesh.metrics.rows
         alive = sum(p.alive for p in mesh.peers if p.index not in exp.byzantine)
@@ -296,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
                     o = run_real(sc, d, args, progress, console)
                 per_mode[mode] = o
                 outcomes.append(o)
-                console.print(f"{sc.name} [{mode}]: final acc {o.final_acc:.4f} after "
+                console.print(f"{sc.name} ({mode}): final acc {o.final_acc:.4f} after "
                               f"{len(o.rows)} rounds ({o.alive} peers alive, "
                               f"{o.wall:.0f} s, {o.stopped}) -> {d}", soft_wrap=True)
                 if o.stopped in ("interrupted", "terminated"):

@@ -1,12 +1,16 @@
 """One ``rumor launch`` worker process: K real peers in one asyncio loop.
 
-Run as ``python -m rumor.scripts.worker`` by the launcher; not a user command.
+Run as ``python -m rumor.scripts.worker`` by the launcher; not a user command. With
+``--spare`` it imports torch and the node first and only then reads its config line
+(a warm spare the launcher keeps for fast restarts).
 
 Protocol with the launcher (newline-delimited JSON):
 
 - stdin, first line: the worker's config (see :func:`parse_config`). Later lines are
   commands: ``{"cmd": "go"}`` starts the rounds of every hosted peer (the launcher sends
-  it once all peers are up and have found neighbours), ``{"cmd": "stop"}`` stops them,
+  it once all peers are up and have found neighbours; ``"start_round": R`` makes them
+  start at round R at least: a rejoining peer starts at the mesh's round, as in the
+  simulator), ``{"cmd": "stop"}`` stops them,
   ``{"cmd": "block", "peers": [PEER_ID, ...]}`` / ``{"cmd": "unblock", ...}`` cut and
   restore links of every hosted peer (or of peer ``"i"`` only) at run time. Only a
   peer whose spec has ``allowed`` or ``blocked`` runs behind a FilteredTransport and
@@ -16,10 +20,11 @@ Protocol with the launcher (newline-delimited JSON):
   the pipe closes and the worker exits on its own, so no peer is left orphaned.
 - stdout: one JSON object per line, each with ``"i"`` (the peer's index in the launch):
   ``ready`` (peer id, listen addrs, API URL, start round), ``neighbours`` (connected
-  members, before ``go``), every runtime event (``round`` events carry the model vector
-  as base64 little-endian float32 in ``"vector"`` when the config asks for it, so the
-  launcher can compute the consensus distance), ``stopped``, ``error``, and a final
-  ``exit`` (no ``"i"``). Anything else the process writes goes to stderr: fd 1 is
+  members, before ``go``), ``started`` (the round it starts at), every runtime event
+  (``round`` events carry the model vector as base64 little-endian float32 in
+  ``"vector"`` when the config asks for it, so the launcher can compute the consensus
+  distance), ``stopped``, ``error``, and a final ``exit`` (no ``"i"``). Anything else
+  the process writes goes to stderr: fd 1 is
   redirected to fd 2 at start so stray prints cannot corrupt the event stream.
 
 SIGTERM / SIGINT stop the peers cleanly (checkpoints of finished rounds are on disk,
@@ -235,6 +240,8 @@ async def _read_commands(go: asyncio.Event, stop: asyncio.Event, hosted: list[Ho
         except (ValueError, AttributeError):
             continue
         if cmd == "go":
+            if msg.get("start_round") is not None:  # a rejoin: the mesh's round now
+                history.append({"cmd": "start_round", "round": int(msg["start_round"])})
             go.set()
         elif cmd == "stop":
             break
@@ -294,7 +301,8 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
             try:
                 h = Hosted(spec, cfg, emit)
                 for msg in history:  # block commands that came while it was starting
-                    if msg.get("i") in (None, spec.index):
+                    if msg.get("cmd") in ("block", "unblock") and msg.get("i") in (None,
+                                                                                  spec.index):
                         h.set_blocked([str(p) for p in msg.get("peers", [])],
                                       msg.get("cmd") == "block")
                 hosted.append(h)
@@ -310,6 +318,10 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
         await _wait_any(go, stop)
         if go.is_set() and not stop.is_set():
             for h in hosted:
+                floor = [m["round"] for m in history if m.get("cmd") == "start_round"]
+                if floor:
+                    h.start_round = max(h.start_round, floor[-1])
+                emit({"i": h.spec.index, "event": "started", "round": h.start_round})
                 h.task = asyncio.ensure_future(h.runtime.run(h.start_round))
             pending: set[asyncio.Future[Any]] = {h.task for h in hosted if h.task is not None}
             stopper = asyncio.ensure_future(stop.wait())
@@ -366,7 +378,17 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     emit = Emitter(out)
+    if "--spare" in argv:
+        # A warm spare: pay for the heavy imports now, then wait for a config line, so
+        # that a peer restarted in it is up in about a second instead of ~10-20 s.
+        argv = [a for a in argv if a != "--spare"]
+        import torch  # noqa: F401
+
+        import rumor.node.api
+        import rumor.node.assembly  # noqa: F401
     text = argv[0] if argv else _read_first_line()
+    if not text:
+        return 0  # a spare that was never used: the launcher closed our stdin
     try:
         cfg = parse_config(text)
     except (ValueError, KeyError, TypeError) as exc:

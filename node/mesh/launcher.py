@@ -19,7 +19,7 @@ Run files in ``out`` (the formats of ``rumor simulate``):
   peers' merged models, messages and bytes sent during the round, cumulative rejects
   and timeouts, peers alive). Peers in ``excluded`` (Byzantine) are not evaluated.
 - summary.json: rumor.node.results.summary(...) plus peers, seed, per-process K, every
-  peer's neighbour counts, the bootstrap address, the wall time and ``summary_extra``.
+  peer's neighbour counts, the bootstrap address, the wall time and ``summary_extra()``.
 - events.jsonl: every event of every peer (model vectors left out), with ``t`` (seconds
   since the launch started) and ``i`` (the peer's index), plus the launcher's own.
 - peers.json: index, PeerID, listen addresses, API URL and data dir of every peer.
@@ -39,6 +39,7 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -114,6 +115,7 @@ class MeshConfig:
     ready_neighbours: tuple[int, ...] | None = None  # per peer, instead of min_neighbours
     wall_cap: float | None = None  # stop ("wall_cap") after this many seconds
     verbose: bool = False
+    spares: int = 0  # warm worker processes kept ready for restarts
     plans: tuple[PeerPlan, ...] = ()  # default: peer i trains on shard i
     excluded: frozenset[int] = frozenset()  # not evaluated (Byzantine peers)
     mode: str = "launch"
@@ -193,22 +195,27 @@ class Metrics:
         )
 
     def drain(self) -> list[RoundMetrics]:
-        """Rows that became complete (in round order)."""
+        """Rows that became complete (in round order).
+
+        Row r is complete once every live, evaluated peer started before r has reported
+        round r or a later one (a peer that caught up by jumping rounds skips some); a
+        round nobody evaluated reported is skipped.
+        """
         new: list[RoundMetrics] = []
         while True:
             r = self.next_round
-            expected = [p for p in self.peers
-                        if p.alive and p.ready and p.start_round < r
-                        and p.index not in self.excluded]
-            got = self._reports.get(r, {})
-            honest = {i: g for i, g in got.items() if i not in self.excluded}
-            if not honest or any(p.index not in got for p in expected):
+            live = [p for p in self.peers if p.alive and p.ready and p.start_round < r
+                    and p.index not in self.excluded]
+            if not live or any(p.round < r for p in live):
                 return new
+            got = self._reports.pop(r, {})
+            self.next_round += 1
+            honest = {i: g for i, g in got.items() if i not in self.excluded}
+            if not honest:
+                continue
             row = self._row(r, got, honest)
             self.rows.append(row)
             new.append(row)
-            del self._reports[r]
-            self.next_round += 1
 
     def _row(self, r: int, got: dict[int, _Report], honest: dict[int, _Report]) -> RoundMetrics:
         accs = np.array([g.acc for g in honest.values()], dtype=np.float64)
@@ -251,6 +258,13 @@ class Worker:
     reader: asyncio.Task[None] | None = None
 
 
+@dataclass
+class _Spare:
+    proc: asyncio.subprocess.Process
+    log: IO[bytes]
+    path: Path
+
+
 @dataclass(frozen=True)
 class MeshResult:
     rows: list[RoundMetrics]
@@ -284,6 +298,9 @@ class Mesh:
         self.metrics = Metrics(self.peers, cfg.excluded)
         self.workers: list[Worker] = []
         self.worker_of: dict[int, Worker] = {}
+        self.spares: list[_Spare] = []
+        self.rejoining: dict[int, int | None] = {}  # restarted, not up yet -> min round
+        self._spare_count = 0
         self.bootstrap: Libp2pTransport | None = None
         self.bootstrap_addr = ""
         self.changed = asyncio.Event()
@@ -293,7 +310,7 @@ class Mesh:
         self.t_start = time.monotonic()
         self.went = False
         self.events_fh: IO[str] | None = None
-        self.summary_extra: dict[str, Any] = {}
+        self.summary_extra: Callable[[], dict[str, Any]] = dict  # more summary.json keys
         self.listeners: list[Callable[[], None]] = []  # called when a peer's round changes
         self._drainer: asyncio.Future[None] | None = None
 
@@ -388,19 +405,45 @@ class Mesh:
             "verbose": self.config.verbose,
         }
 
-    async def _spawn(self, w: int, indices: list[int], cfg: dict[str, Any],
-                     log_name: str) -> Worker:
-        logs = self.out / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
-        log = (logs / log_name).open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", self.config.worker_module,
+    async def _process(self, log: IO[bytes], *extra: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", self.config.worker_module, *extra,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=log,
             start_new_session=True,  # own process group: killed as a group at exit
             limit=LINE_LIMIT,
         )
+
+    async def add_spares(self) -> None:
+        """Top the pool of warm spare processes up to ``config.spares``."""
+        logs = self.out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        while len(self.spares) < self.config.spares and not self.stop_event.is_set():
+            path = logs / f"spare-{self._spare_count}.log"
+            self._spare_count += 1
+            log = path.open("wb")
+            self.spares.append(_Spare(await self._process(log, "--spare"), log, path))
+
+    def _take_spare(self) -> _Spare | None:
+        while self.spares:
+            spare = self.spares.pop(0)
+            if spare.proc.returncode is None:
+                return spare
+            spare.log.close()
+        return None
+
+    async def _spawn(self, w: int, indices: list[int], cfg: dict[str, Any],
+                     log_name: str, *, warm: bool = False) -> Worker:
+        logs = self.out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        spare = self._take_spare() if warm else None
+        if spare is not None:
+            proc, log = spare.proc, spare.log
+            self.log_event({"event": "spare_used", "worker": w, "log": spare.path.name})
+        else:
+            log = (logs / log_name).open("wb")
+            proc = await self._process(log)
         worker = Worker(w, indices, proc, log)
         self.workers.append(worker)
         for i in indices:
@@ -410,6 +453,8 @@ class Mesh:
         proc.stdin.write(json.dumps(cfg).encode() + b"\n")
         await proc.stdin.drain()
         worker.reader = asyncio.ensure_future(self._read_worker(worker))
+        if spare is not None:
+            await self.add_spares()
         return worker
 
     async def spawn_workers(self) -> None:
@@ -450,7 +495,9 @@ class Mesh:
     async def restart_peer(self, i: int, *, start_round: int | None = None,
                            blocked: tuple[str, ...] = ()) -> None:
         """Start peer i again in a new process from its data dir (same PeerID, its
-        checkpoint); it starts at ``start_round`` or later and runs without ``go``."""
+        checkpoint). Once it is up it gets its own ``go``: it starts at the live peers'
+        median round then (the simulator's "neighbours' round"), at least at
+        ``start_round``, and no earlier than its checkpoint."""
         p = self.peers[i]
         w_now = self.worker_of.get(i)
         if w_now is not None and not w_now.exited and not w_now.expected_exit:
@@ -458,9 +505,11 @@ class Mesh:
         p.restarts += 1
         w = len(self.workers)
         spec = self.peer_spec(i, start_round=start_round, blocked=blocked)
-        cfg = self.worker_config([i], wait_for_go=False, specs=[spec])
+        cfg = self.worker_config([i], wait_for_go=True, specs=[spec])
+        cfg["join_stagger"] = 0.5
+        self.rejoining[i] = start_round
         self.log_event({"event": "restart", "i": i, "worker": w, "start_round": start_round})
-        await self._spawn(w, [i], cfg, f"worker-{i}.r{p.restarts}.log")
+        await self._spawn(w, [i], cfg, f"worker-{i}.r{p.restarts}.log", warm=True)
 
     def send_command(self, i: int, cmd: dict[str, Any]) -> bool:
         """Send a command line to the worker hosting peer i, also while it starts
@@ -524,7 +573,16 @@ class Mesh:
                 self.metrics.restarted(p.index)
             p.ready = p.alive = True
             p.finished = False
+            if p.index in self.rejoining:
+                floor = self.rejoining.pop(p.index)
+                others = [q.round for q in self.peers if q.alive and q.ready and q is not p]
+                median = int(statistics.median_low(others)) if others else 0
+                start = max(p.start_round, median, floor or 0)
+                p.start_round = p.round = start
+                self._send(w, {"cmd": "go", "start_round": start})
             self._notify()
+        elif kind == "started":
+            p.start_round = p.round = int(e["round"])
         elif kind == "neighbours":
             p.neighbours = int(e["count"])
         elif kind == "round":
@@ -626,6 +684,13 @@ class Mesh:
     # ------------------------------------------------------------------ shutdown
     async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
         """Tell every worker to stop, wait ``grace`` s, then kill what is left."""
+        spares, self.spares = self.spares, []
+        for spare in spares:  # nothing to keep in a spare: kill it now
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(spare.proc.pid, signal.SIGKILL)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(spare.proc.wait(), 5)
+            spare.log.close()
         for w in self.workers:
             w.expected_exit = True
             self._send(w, {"cmd": "stop"})
@@ -650,6 +715,9 @@ class Mesh:
 
     def kill_all(self) -> None:
         """SIGKILL every worker's process group (idempotent, synchronous)."""
+        for spare in self.spares:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(spare.proc.pid, signal.SIGKILL)
         for w in self.workers:
             if w.proc.returncode is None or not w.exited:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -677,7 +745,7 @@ class Mesh:
             wall_time=wall,
             stopped=self.stop_reason,
             errors=self.errors,
-            **self.summary_extra,
+            **self.summary_extra(),
         )
 
     # ------------------------------------------------------------------ the run
@@ -730,6 +798,7 @@ class Mesh:
                                    f"{math.ceil(self.n / self.k)} processes ({self.k} per "
                                    f"process); data dirs in {self.base}")
                     await self.spawn_workers()
+                    await self.add_spares()  # warm while the peers find each other
                     ready = asyncio.ensure_future(self.wait_ready())
                     try:
                         await watch(ready)

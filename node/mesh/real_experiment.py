@@ -10,7 +10,10 @@ The same Scenario the simulator runs, with real processes and real faults:
 - **One peer per process**, so that a removal can be a SIGKILL of that peer alone.
 - **Timeline events become faults**, fired when the live peers' median finished round
   reaches the event's round (virtual seconds -> round with the nominal round period
-  ``train_time + latency``, as rumor.node.scenario converts ``at_round``):
+  ``train_time + latency``, as rumor.node.scenario converts ``at_round``). A restart
+  takes seconds (a process, a host, DHT discovery): the next event waits until the
+  restarted peers are up (at most RESTART_WAIT s), and the events after it are
+  delayed by as many rounds as it fired late, so the timeline keeps its spacing:
 
   ============  ==============================================================
   RemovePeers   SIGKILL of the peer's process (churn and crash waves included)
@@ -39,6 +42,7 @@ import contextlib
 import math
 import os
 import statistics
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -74,6 +78,9 @@ __all__ = [
     "event_round",
     "save_identity",
 ]
+
+
+RESTART_WAIT = 60.0  # seconds the next timeline event waits for restarted peers
 
 
 def byzantine_peers(n: int, k: int, seed: int) -> set[int]:
@@ -226,6 +233,7 @@ class RealExperiment:
                 ready_neighbours=tuple(len(self.neighbours[i]) for i in range(n)),
                 wall_cap=self.wall_cap,
                 verbose=options.verbose,
+                spares=min(2, sum(isinstance(ev, AddPeers) for ev in cfg.timeline)),
                 plans=plans,
                 excluded=frozenset(self.byzantine),
                 mode="experiment-real",
@@ -239,6 +247,8 @@ class RealExperiment:
         self.partition_blocks: dict[int, set[int]] = {i: set() for i in range(n)}
         self.applied: list[TimelineEvent] = []
         self.fired: list[dict[str, Any]] = []
+        self.restarts: dict[int, float] = {}  # peer -> when its restart began
+        self.delay = 0  # rounds the timeline runs late (it waited for restarts)
         self._woken = asyncio.Event()
 
     # ------------------------------------------------------------------ run
@@ -246,11 +256,8 @@ class RealExperiment:
         for i, ident in enumerate(self.identities):
             save_identity(self.mesh.peer_dir(i), ident)
         self.mesh.listeners.append(self._woken.set)
-        self.mesh.summary_extra = self._summary_extra()
-        try:
-            return await self.mesh.run(on_tick=on_tick, after_go=self._drive)
-        finally:
-            self.mesh.summary_extra = self._summary_extra()
+        self.mesh.summary_extra = self._summary_extra
+        return await self.mesh.run(on_tick=on_tick, after_go=self._drive)
 
     def _summary_extra(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -283,14 +290,27 @@ class RealExperiment:
         pending = [(event_round(ev, self.period), ev) for ev in self.cfg.timeline]
         while not mesh.stop_event.is_set():
             median = self.median_round()
-            if pending and (median is None or median >= pending[0][0]):
+            due = pending and (median is None or median >= pending[0][0] + self.delay)
+            if due and not self._restarting():
                 threshold, ev = pending.pop(0)
+                if median is not None:  # fired late (waiting for a restart): the later
+                    self.delay = max(self.delay, median - threshold)  # events keep spacing
                 await self.apply(ev, threshold, median)
                 continue
             self._check_end()
             self._woken.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._woken.wait(), 1.0)
+
+    def _restarting(self) -> bool:
+        """Peers restarted by an AddPeers that are not up yet (bounded wait): the next
+        event waits for them, as a rejoin in the simulator is complete at once."""
+        now = time.monotonic()
+        waiting = {p: t for p, t in self.restarts.items()
+                   if p in self.present and not self.mesh.peers[p].ready
+                   and now - t < RESTART_WAIT}
+        self.restarts = waiting
+        return bool(waiting)
 
     def _check_end(self) -> None:
         peers = [p for p in self.mesh.peers if p.alive]
@@ -338,6 +358,7 @@ class RealExperiment:
                     self.present.add(p)
                     blocked = tuple(self.pid[j] for j in sorted(self.blocked_now(p)))
                     await mesh.restart_peer(p, start_round=median, blocked=blocked)
+                    self.restarts[p] = time.monotonic()
         elif isinstance(ev, RemoveLinks):
             for u, v in ev.edges:
                 self.link_blocks[u].add(v)
@@ -359,6 +380,8 @@ class RealExperiment:
             "components": nx.number_connected_components(g_now) if len(g_now) else 0,
             "peers": list(getattr(ev, "peers", ())),
         }
+        if isinstance(ev, Partition):
+            record["groups"] = [list(g) for g in ev.groups]
         self.fired.append({k: v for k, v in record.items() if k != "peer"})
         mesh.log_event(record)
         self.notice("info", f"{type(ev).__name__} at round {threshold} (median round "
