@@ -62,6 +62,7 @@ from rumor.protocols.events import (
     Vector,
 )
 from rumor.protocols.identity import Identity
+from rumor.protocols.modest_peer import ModestPeer, ModestSettings
 from rumor.protocols.peer import Peer, Role
 from rumor.topology import (
     TimelineEvent,
@@ -112,6 +113,22 @@ class SimulationConfig:
     timeline: tuple[TimelineEvent, ...] = ()
     rule_params: dict[str, Any] = field(default_factory=dict)
     polyak_beta: float | None = None  # persistent Polyak momentum; "monna" defaults to 0.99
+    # mode = "modest": every peer is a rumor.protocols.modest_peer.ModestPeer (sampled
+    # rounds; the topology is who knows whom, "complete" for full membership); ``rounds``
+    # caps the aggregated rounds, ``duration`` (virtual s, any protocol) stops the clock.
+    mode: str = "gossip"
+    modest_sample: int = 10
+    modest_aggregators: int = 1
+    modest_agg_timeout: float = 10.0
+    modest_ack_timeout: float = 15.0
+    modest_round_timeout: float = 30.0
+    duration: float | None = None
+
+    def modest_settings(self) -> ModestSettings:
+        return ModestSettings(s=self.modest_sample, a=self.modest_aggregators,
+                              agg_timeout=self.modest_agg_timeout,
+                              ack_timeout=self.modest_ack_timeout,
+                              round_timeout=self.modest_round_timeout)
 
     def effective_polyak_beta(self) -> float | None:
         if self.polyak_beta is not None:
@@ -131,6 +148,14 @@ class SimulationConfig:
                            frozenset())
 
     def validate(self) -> None:
+        if self.mode not in ("gossip", "modest"):
+            raise ConfigError(f"mode must be 'gossip' or 'modest', got {self.mode!r}")
+        if self.mode == "modest":
+            self.modest_settings().validate()
+            if self.sybils:
+                raise ConfigError("mode 'modest' does not take sybils")
+        if self.duration is not None and not self.duration > 0:
+            raise ConfigError("duration must be > 0")
         if self.peers < 1:
             raise ConfigError("--peers must be >= 1")
         if self.rounds < 1:
@@ -185,7 +210,8 @@ class Simulation:
         self.config = cfg = config
         torch.manual_seed(cfg.seed)
         self.dataset = load_dataset(cfg.dataset, cfg.data_dir)
-        self.fedavg = cfg.aggregator == FEDAVG
+        self.modest = cfg.mode == "modest"
+        self.fedavg = cfg.aggregator == FEDAVG and not self.modest
         n = cfg.peers
         labels = self.dataset.y_train.numpy()
         self.relays = relay_peers(n, cfg.relay_fraction, cfg.seed)
@@ -275,6 +301,7 @@ class Simulation:
         self._round_bytes: dict[int, int] = {}
         self.finished: set[int] = set()
         self.metrics: list[RoundMetrics] = []
+        self.modest_rounds: list[dict[str, Any]] = []  # per aggregated round (modest)
         self.events: list[dict[str, Any]] = []
         self.eval_rows = self._eval_rows()
         self.x_eval, self.y_eval = self.dataset.x_test, self.dataset.y_test
@@ -303,6 +330,8 @@ class Simulation:
             self._feed(i, Start(0.0, 0))
         while (item := self.net.pop()) is not None:
             now = self.net.clock.now()
+            if self.config.duration is not None and now > self.config.duration:
+                break
             i = item.target
             if item.kind == "timeline":
                 self._apply_timeline(item.payload, now)
@@ -386,10 +415,14 @@ class Simulation:
             server = self.ids[n].peer_id
         byz = i in self.byzantine or i in self.sybil_ids
         attack = cfg.attack if byz and self.attack is not None else None
-        return build_peer(
+        peer = build_peer(
             self.ids[i], cfg.protocol(attack), dimension=self.d, layout=self.layout,
             role=role, server=server, seed=cfg.seed * 7919 + i, view=self._view,
             collusion=self._collusion if i in self.sybil_ids else None, member=i)
+        if self.modest:
+            return ModestPeer(peer.identity, peer.config, cfg.modest_settings(),
+                              merger=peer.merger, adversary=peer.adversary)
+        return peer
 
     def _eval_rows(self) -> list[int]:
         k = self.config.eval_peers
@@ -472,6 +505,31 @@ class Simulation:
         rows = [p for p in self.honest if p in self.alive]
         pred = self.trainer.predict(self.params[rows], self.dataset.x_test[mask])
         return float((pred == dst).float().mean())
+
+    def _record_modest(self, i: int, round_: int, merge: Merge) -> None:
+        """Peer i aggregated ``round_``: the first aggregation of a round is measured
+        (an observer's metric; no peer reads it)."""
+        if any(r["round"] == round_ + 1 for r in self.modest_rounds[-8:]) or (
+                self.metrics and self.metrics[-1].round > round_ + 1):
+            return
+        acc = float(self.trainer.evaluate(self.params[i][None], self.x_eval, self.y_eval)[0])
+        peer = self.peers[i]
+        assert isinstance(peer, ModestPeer)
+        alive = len(self._alive_learners)
+        self.modest_rounds.append({
+            "round": round_ + 1, "time": round(self.net.clock.now(), 6), "acc": acc,
+            "trainers": len(merge.updates), "alive": alive, "view": len(peer.active()),
+            "aggregator": i})
+        m = RoundMetrics(
+            round=round_ + 1, time=round(self.net.clock.now(), 6), acc_mean=acc,
+            acc_min=acc, acc_max=acc, acc_std=0.0, consensus_distance=0.0,
+            messages=self._round_msgs.pop(round_, 0),
+            bytes_sent=self._round_bytes.pop(round_, 0),
+            rejects=sum(self.reject_counts().values()),
+            timeouts=sum(p.timeouts for p in self.peers), peers_alive=alive)
+        self.metrics.append(m)
+        if self._on_round is not None:
+            self._on_round(m)
 
     def _record(self, i: int, round_: int, skipped: range = range(0)) -> None:
         """Peer i merged ``round_`` (and, catching up, skipped the rounds ``skipped``)."""
@@ -603,6 +661,10 @@ class _SimBackend:
     def adopt(self, round_: int, vector: Vector, merge: Merge | None) -> None:
         sim, i = self.sim, self.i
         sim.params[i] = torch.from_numpy(np.array(vector, dtype=np.float32))
+        if sim.modest:
+            if merge is not None:
+                sim._record_modest(i, round_, merge)
+            return
         skipped = range(0)
         if merge is not None and merge.catch_up_to is not None:
             skipped = range(round_ + 1, merge.catch_up_to)
