@@ -22,7 +22,7 @@ import trio
 from rumor.node.transport.base import Received, TransportEvent
 from rumor.node.transport.libp2p import Libp2pTransport, encode_frame_header
 from rumor.protocols.identity import Identity
-from tests.adversarial.hostile import HostileHost, churn_connections, rss_bytes
+from tests.adversarial.hostile import HostileHost, churn_in_subprocess, rss_bytes
 
 pytestmark = pytest.mark.net
 
@@ -104,7 +104,7 @@ async def stall_stream(h: HostileHost, addrs: list[str], announce: int, send: in
 @pytest.mark.timeout(120)
 async def test_a_thousand_closed_inbound_connections_leave_room_for_an_honest_peer() -> None:
     async with started() as node:
-        result = await asyncio.to_thread(churn_connections, node.listen_addrs(), 1000, 8)
+        result = await churn_in_subprocess(node.listen_addrs(), 1000, clients=32)
         assert result.failures == 0, result.first_failure
         assert result.opened == 1000
         swarm = node._host.get_network()
