@@ -80,6 +80,9 @@ from rumor.protocols.messages import (
 )
 from rumor.protocols.validation import ValidationConfig, Validator
 
+#: rounds the wire can carry (the codec refuses 2**63 and above)
+ROUND_LIMIT = 2**63
+
 
 class Role(enum.StrEnum):
     GOSSIP = "gossip"
@@ -202,6 +205,8 @@ class Peer:
 
     # ------------------------------------------------------------- handlers
     def _on_start(self, ev: Start) -> list[Command]:
+        if not 0 <= ev.round < ROUND_LIMIT:  # a runtime bug or a tampered checkpoint
+            raise ValueError(f"start round {ev.round} is outside [0, 2**63)")
         self.round = ev.round
         self._seq = max(self._seq, ev.seq)
         if self.config.rounds is not None and self.round >= self.config.rounds:
