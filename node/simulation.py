@@ -18,6 +18,7 @@ Same config and seed -> byte-identical metrics.csv.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import time as _time
 from collections.abc import Callable
@@ -40,14 +41,22 @@ from rumor.node.attacks import (
     trigger_size,
 )
 from rumor.node.data import load_dataset, split_indices
-from rumor.node.engine import Collusion, CommandExecutor, build_peer
+from rumor.node.engine import (
+    Collusion,
+    CommandExecutor,
+    LocalEvaluator,
+    build_peer,
+    needs_evaluator,
+)
 from rumor.node.merging import FEDAVG
 from rumor.node.models import init_params
 from rumor.node.results import RoundMetrics
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
+from rumor.node.transport.base import Received
+from rumor.node.transport.virtual import VirtualHub, VirtualTransport
 from rumor.protocols.config import ProtocolConfig, differences, for_runtime
-from rumor.protocols.errors import AggregationError, ConfigError
+from rumor.protocols.errors import AggregationError, ConfigError, TransportError
 from rumor.protocols.events import (
     Event,
     Merge,
@@ -288,6 +297,12 @@ class Simulation:
         self.net = SimNetwork(LinkModel(cfg.latency, cfg.loss), cfg.seed)
         self.ids = [peer_identity(cfg.seed, i) for i in range(self.total)]
         self.index_of = {ident.peer_id: i for i, ident in enumerate(self.ids)}
+        # every message goes through the in-memory Transport on the virtual network
+        self.hub = VirtualHub(self.net)
+        self.endpoints = [VirtualTransport(self.hub, ident.peer_id) for ident in self.ids]
+        for i, ep in enumerate(self.endpoints):
+            ep.start_nowait()
+            ep.on_receive = functools.partial(self._on_receive, i)
         self._collusion = (Collusion(cfg.sybil_noise, cfg.seed) if self.sybil_ids else None)
         self._view = round(2 * len(self.graph_edges) / max(1, self.total)) + 1
         self.peers: list[Peer] = [self._make_peer(i) for i in range(self.total)]
@@ -338,9 +353,7 @@ class Simulation:
             elif i not in self.alive:
                 continue  # a removed peer does nothing; what was sent to it is lost
             elif item.kind == "deliver":
-                src, data = item.payload
-                if self._link_up(src, i):
-                    self._feed(i, MessageReceived(self.ids[src].peer_id, data, now))
+                self.hub.dispatch(item)  # -> the endpoint -> self._on_receive
             elif item.kind == "trained":
                 inc, round_ = item.payload
                 pending = self._training.get(i)
@@ -418,7 +431,9 @@ class Simulation:
         peer = build_peer(
             self.ids[i], cfg.protocol(attack), dimension=self.d, layout=self.layout,
             role=role, server=server, seed=cfg.seed * 7919 + i, view=self._view,
-            collusion=self._collusion if i in self.sybil_ids else None, member=i)
+            collusion=self._collusion if i in self.sybil_ids else None, member=i,
+            evaluator=LocalEvaluator(self.trainer, self.indices[i], seed=cfg.seed * 7919 + i)
+            if needs_evaluator(cfg.aggregator) else None)
         if self.modest:
             return ModestPeer(peer.identity, peer.config, cfg.modest_settings(),
                               merger=peer.merger, adversary=peer.adversary)
@@ -433,6 +448,11 @@ class Simulation:
 
     def _feed(self, i: int, event: Event) -> None:
         self.executors[i].feed(event)
+
+    def _on_receive(self, i: int, msg: Received) -> None:
+        src = self.index_of[msg.sender]
+        if self._link_up(src, i):
+            self._feed(i, MessageReceived(msg.sender, msg.data, self.net.clock.now()))
 
     def _training_done(self, i: int, now: float) -> TrainingDone:
         if i not in self._trained:
@@ -649,7 +669,10 @@ class _SimBackend:
         sim = self.sim
         sim._round_msgs[round_] = sim._round_msgs.get(round_, 0) + 1
         sim._round_bytes[round_] = sim._round_bytes.get(round_, 0) + len(data)
-        sim.net.send(self.i, sim.index_of[to], data)
+        try:
+            sim.endpoints[self.i].send_nowait(to, data)
+        except TransportError as exc:
+            self.log("send_failed", {"to": to, "error": str(exc)})
 
     def start_training(self, round_: int, hints: TrainingHints) -> None:
         sim, i = self.sim, self.i

@@ -23,14 +23,17 @@ from rumor.node.transport.base import (
     Transport,
     TransportEvent,
 )
+from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.transport.memory import MemoryHub, MemoryTransport
+from rumor.node.transport.virtual import VirtualHub, VirtualTransport
 from rumor.protocols.errors import TransportError
 from rumor.protocols.identity import Identity
 
 MAX = 16 * 1024 * 1024
 EVENT_DEADLINE = 20.0
 
-KINDS = ["memory", pytest.param("libp2p", marks=pytest.mark.net)]
+# "virtual": the MemoryTransport on a virtual network, the one the simulator sends through
+KINDS = ["memory", "virtual", pytest.param("libp2p", marks=pytest.mark.net)]
 
 
 @dataclass
@@ -48,6 +51,9 @@ class Maker:
         transport: Transport
         if self.kind == "memory":
             transport = MemoryTransport(self.hub, identity.peer_id, max_message=max_message)
+        elif self.kind == "virtual":
+            assert isinstance(self.hub, VirtualHub)
+            transport = VirtualTransport(self.hub, identity.peer_id, max_message=max_message)
         else:
             # imported here: loading py-libp2p takes seconds, memory-only runs skip it
             from rumor.node.transport.libp2p import Libp2pTransport
@@ -67,7 +73,9 @@ class Maker:
 
 @pytest.fixture(params=KINDS)
 async def make(request: pytest.FixtureRequest) -> AsyncIterator[Maker]:
-    maker = Maker(kind=request.param, hub=MemoryHub(), made=[])
+    hub = (VirtualHub(SimNetwork(LinkModel(latency=0.01), seed=0))
+           if request.param == "virtual" else MemoryHub())
+    maker = Maker(kind=request.param, hub=hub, made=[])
     try:
         yield maker
     finally:
