@@ -42,7 +42,7 @@ def prometheus_text(rt: NodeRuntime) -> str:
                   f'{name}{{peer="{pid}"}} {value}']
     lines += ["# HELP rumor_rejects_total Messages rejected, by reason.",
               "# TYPE rumor_rejects_total counter"]
-    for reason in REJECT_REASONS:
+    for reason in sorted(set(REJECT_REASONS) | set(s["rejects"])):
         lines.append(
             f'rumor_rejects_total{{peer="{pid}",reason="{reason}"}} {s["rejects"].get(reason, 0)}'
         )
