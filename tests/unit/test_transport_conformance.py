@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.transport.base import (
     FRAME_REJECT_REASONS,
     PeerConnected,
@@ -23,7 +24,6 @@ from rumor.node.transport.base import (
     Transport,
     TransportEvent,
 )
-from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.transport.memory import MemoryHub, MemoryTransport
 from rumor.node.transport.virtual import VirtualHub, VirtualTransport
 from rumor.protocols.errors import TransportError
