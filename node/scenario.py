@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import networkx as nx
-import numpy as np
 
-from rumor.node.simulation import SimulationConfig, relay_peers
+from rumor.node.simulation import SimulationConfig, byzantine_peers, relay_peers
 from rumor.protocols.errors import ConfigError
 from rumor.topology import (
     CENTRALITIES,
@@ -30,7 +29,6 @@ from rumor.topology import (
     apply_events,
     build_topology,
     crash_every,
-    place_attackers,
     poisson_churn,
     remove_links,
     select_peers,
@@ -185,17 +183,6 @@ def _graph_at(graph: nx.Graph, events: list[TimelineEvent], at: float) -> nx.Gra
     return apply_events(graph, events, until=at) if events else graph
 
 
-def timeline_byzantine(cfg: SimulationConfig, graph: nx.Graph) -> set[int]:
-    """The Byzantine peers the simulator will pick: ``place_attackers`` seeded seed + 31.
-
-    Timeline events are the experimenter's actions, so they may know who is Byzantine
-    (no peer does). ``placement`` is read from the config once it has that field.
-    """
-    placement = str(getattr(cfg, "placement", "random"))
-    return set(place_attackers(graph, cfg.byzantine, placement,
-                               np.random.default_rng(cfg.seed + 31)))
-
-
 def _start(item: dict[str, Any], period: float, w: str) -> float:
     if item.get("action") == "crash_every" and "at" not in item and "at_round" not in item:
         return float(item.get("every", 60.0))  # crash_every's default first wave
@@ -212,12 +199,12 @@ def build_timeline(
     event that ranks peers by centrality sees the network as it is then: the base graph
     after every event built so far up to that time (``apply_events``). Peers are picked
     with ``select_peers``; roles come from ``relays`` and ``byzantine`` (default: the
-    simulator's seeded placement, ``timeline_byzantine``). Partitions ("halves") and link
+    simulator's placement, ``byzantine_peers``). Partitions ("halves") and link
     failures are drawn on the base graph.
     """
     period = cfg.train_time + cfg.latency
     roles = PeerRoles(relays=frozenset(relays), byzantine=frozenset(
-        timeline_byzantine(cfg, graph) if byzantine is None else byzantine))
+        byzantine_peers(cfg, graph) if byzantine is None else byzantine))
     todo: list[tuple[float, int, dict[str, Any], str]] = []
     for k, item in enumerate(items):
         w = f"{where}: timeline[{k}]"

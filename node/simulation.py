@@ -211,6 +211,17 @@ def relay_peers(n: int, fraction: float, seed: int) -> set[int]:
     return {int(x) for x in order[: round(fraction * n)]}
 
 
+def byzantine_peers(cfg: SimulationConfig, graph: nx.Graph,
+                    rng: np.random.Generator | None = None) -> set[int]:
+    """The run's Byzantine peers: ``place_attackers(graph, cfg.byzantine, cfg.placement,
+    default_rng(cfg.seed + 31))``. The simulator, scenario timelines, real mode and
+    ``rumor launch`` all pick them here; ``rng`` (that generator, made by the caller)
+    lets the simulator keep drawing from the same stream afterwards (Sybil edges)."""
+    if rng is None:
+        rng = np.random.default_rng(cfg.seed + 31)
+    return set(place_attackers(graph, cfg.byzantine, cfg.placement, seed=rng))
+
+
 class Simulation:
     """Builds data, topology, peers and runs them to completion; see module docstring."""
 
@@ -243,7 +254,7 @@ class Simulation:
             self.total = n + cfg.sybils
         self.attack: AttackSpec | None = parse_attack(cfg.attack) if cfg.attack else None
         arng = np.random.default_rng(cfg.seed + 31)
-        self.byzantine = set(place_attackers(g, cfg.byzantine, cfg.placement, seed=arng))
+        self.byzantine = byzantine_peers(cfg, g, arng)
         self.sybil_ids = list(range(n, n + cfg.sybils))
         self.honest = [i for i in range(n) if i not in self.byzantine]
         k = min(cfg.sybil_degree, len(self.honest))

@@ -17,6 +17,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -30,12 +31,13 @@ from rumor.node.mesh.launcher import (
     PeerPlan,
     default_per_process,
 )
-from rumor.node.mesh.real_experiment import byzantine_peers
 from rumor.node.results import RoundMetrics
+from rumor.node.simulation import SimulationConfig, byzantine_peers
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
     attack_spec,
+    launch_placement,
     nonneg_int,
     port_base,
     port_or_any,
@@ -84,12 +86,15 @@ def add_parser(sub: Any) -> None:
                    "they run --attack and are not evaluated")
     p.add_argument("--attack", type=attack_spec, default=None, metavar="SPEC",
                    help="attack of the Byzantine peers, e.g. sign-flip or alie:z=1.5")
+    p.add_argument("--placement", type=launch_placement, default="random",
+                   help="which peers are Byzantine: random (the simulator's seeded draw) "
+                   "or list:I,J,... (hubs needs a topology: a launch has none)")
     add_node_flags(p)
     p.set_defaults(func=run)
 
 
-def attack_plans(n: int, byzantine: int, attack: str | None,
-                 seed: int) -> tuple[tuple[PeerPlan, ...], frozenset[int]]:
+def attack_plans(n: int, byzantine: int, attack: str | None, seed: int,
+                 placement: str = "random") -> tuple[tuple[PeerPlan, ...], frozenset[int]]:
     """Per-peer plans giving the Byzantine peers ``attack``; and those peers."""
     if byzantine and attack is None:
         raise ConfigError("--byzantine needs --attack SPEC")
@@ -102,7 +107,9 @@ def attack_plans(n: int, byzantine: int, attack: str | None,
     if "attack" not in {f.name for f in fields(NodeConfig)}:
         raise ConfigError("this build's NodeConfig has no 'attack' field yet: real "
                           "attackers are not available")
-    bad = byzantine_peers(n, byzantine, seed)
+    # the simulator's rule; a launched mesh is discovered, so there is no graph to place on
+    cfg = SimulationConfig(peers=n, byzantine=byzantine, placement=placement, seed=seed)
+    bad = byzantine_peers(cfg, nx.empty_graph(n))
     plans = tuple(PeerPlan(i, shard=i, node_overrides={"attack": attack}) for i in sorted(bad))
     return plans, frozenset(bad)
 
@@ -110,7 +117,7 @@ def attack_plans(n: int, byzantine: int, attack: str | None,
 def mesh_config(args: argparse.Namespace) -> MeshConfig:
     n: int = args.peers
     node = replace(node_config(args, shard=0, rounds=args.rounds), shards=n)
-    plans, excluded = attack_plans(n, args.byzantine, args.attack, node.seed)
+    plans, excluded = attack_plans(n, args.byzantine, args.attack, node.seed, args.placement)
     return MeshConfig(
         node=node,
         peers=n,

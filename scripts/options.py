@@ -236,7 +236,26 @@ def _dataset(text: str) -> object:
     return text
 
 
+def _placement(text: str) -> object:
+    from rumor.topology import parse_placement
+
+    return parse_placement(text)
+
+
+def _launch_placement(text: str) -> object:
+    from rumor.protocols.errors import ConfigError
+    from rumor.topology import parse_placement
+
+    kind, _ = parse_placement(text)
+    if kind == "hubs":
+        raise ConfigError("placement 'hubs' needs a topology; a launched mesh is "
+                          "discovered: use random or list:I,J,...")
+    return text
+
+
 topology_spec = _via(_topology)
+placement_spec = _via(_placement)
+launch_placement = _via(_launch_placement)
 split_spec = _via(_split)
 attack_spec = _via(_attack)
 model_name = _via(_model)

@@ -19,6 +19,7 @@ from rumor.scripts.options import (
     model_name,
     nonneg_float,
     nonneg_int,
+    placement_spec,
     positive_float,
     positive_int,
     probability,
@@ -69,7 +70,10 @@ def add_parser(sub: Any) -> None:
                    help="sign-flip | gaussian | alie | ipm | free-ride | label-flip, "
                         "e.g. alie or sign-flip:scale=4 or label-flip:pairs=0-1")
     p.add_argument("--byzantine", type=nonneg_int, default=0,
-                   help="number of Byzantine peers (seeded placement)")
+                   help="number of Byzantine peers (placed by --placement)")
+    p.add_argument("--placement", type=placement_spec, default=d.placement,
+                   help="where the Byzantine peers sit: random (seeded) | hubs (highest "
+                   "degree) | list:I,J,... (these peer indices)")
     p.add_argument("--sybils", type=nonneg_int, default=0,
                    help="Sybil identities echoing one poisoned update")
     p.add_argument("--relay-fraction", type=probability, default=0.0,
@@ -112,9 +116,21 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         data_dir=args.data_dir,
         attack=args.attack,
         byzantine=args.byzantine,
+        placement=args.placement,
         sybils=args.sybils,
         relay_fraction=args.relay_fraction,
     )
+
+
+def views_note(summary: dict[str, Any]) -> str:
+    """``", 4/97 honest views >= 1/3 Byzantine (max 0.50)"`` when the run had attackers."""
+    v = summary.get("byzantine_views") or {}
+    if not summary.get("byzantine") and not summary.get("config", {}).get("sybils"):
+        return ""
+    if not v:
+        return ""
+    return (f", {v['views_ge_third_byzantine']}/{v['honest_views']} honest views >= 1/3 "
+            f"Byzantine (max {v['max_byzantine_fraction']:.2f})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -140,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if last is not None:
         console.print(
             f"final acc mean {last.acc_mean:.4f} (min {last.acc_min:.4f}, max {last.acc_max:.4f})"
-            f" after {last.round} rounds, {wall:.1f} s wall -> {out}"
+            f" after {last.round} rounds, {wall:.1f} s wall{views_note(summary)} -> {out}"
         )
     if not summary["complete"]:
         print(f"rumor simulate: incomplete run: {summary['reason']}", file=sys.stderr)

@@ -54,8 +54,13 @@ from rumor.node.assembly import NodeConfig
 from rumor.node.identity import KEY_FILE
 from rumor.node.merging import FEDAVG
 from rumor.node.mesh.launcher import Mesh, MeshConfig, MeshResult, Notice, PeerPlan, RowSink
-from rumor.node.scenario import Scenario, timeline_byzantine
-from rumor.node.simulation import SimulationConfig, peer_identity, relay_peers
+from rumor.node.scenario import Scenario
+from rumor.node.simulation import (
+    SimulationConfig,
+    byzantine_peers,
+    peer_identity,
+    relay_peers,
+)
 from rumor.protocols.errors import ConfigError
 from rumor.protocols.identity import Identity
 from rumor.topology import (
@@ -67,13 +72,11 @@ from rumor.topology import (
     TimelineEvent,
     apply_events,
     build_topology,
-    place_attackers,
 )
 
 __all__ = [
     "RealExperiment",
     "RealOptions",
-    "byzantine_peers",
     "default_wall_cap",
     "event_round",
     "save_identity",
@@ -81,14 +84,6 @@ __all__ = [
 
 
 RESTART_WAIT = 60.0  # seconds the next timeline event waits for restarted peers
-
-
-def byzantine_peers(n: int, k: int, seed: int) -> set[int]:
-    """The simulator's random placement of k Byzantine peers among 0..n-1
-    (``place_attackers(..., "random", seed + 31)``), for launches without a graph."""
-    if k <= 0:
-        return set()
-    return set(place_attackers(nx.empty_graph(n), k, "random", seed + 31))
 
 
 def nominal_period(cfg: SimulationConfig) -> float:
@@ -203,7 +198,7 @@ class RealExperiment:
         self.relays = relay_peers(n, cfg.relay_fraction, cfg.seed)
         holders = [i for i in range(n) if i not in self.relays]
         shard_of = {h: k for k, h in enumerate(holders)}
-        self.byzantine = (timeline_byzantine(cfg, self.graph) if cfg.attack and cfg.byzantine
+        self.byzantine = (byzantine_peers(cfg, self.graph) if cfg.attack and cfg.byzantine
                           else set())
         self.neighbours = {i: sorted(int(j) for j in self.graph.neighbors(i)) for i in range(n)}
         plans = tuple(

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from rumor.node.scenario import load_scenario, timeline_byzantine
-from rumor.node.simulation import Simulation, relay_peers
+from rumor.node.scenario import load_scenario
+from rumor.node.simulation import Simulation, byzantine_peers, relay_peers
 from rumor.scripts.cli import main
 from rumor.topology import build_topology
 
@@ -96,5 +96,5 @@ def test_timeline_roles_are_the_simulations_roles(tmp_path: Path) -> None:
     cfg = load_scenario(path).config
     sim = Simulation(cfg)
     graph = build_topology(cfg.topology, cfg.peers, cfg.seed)
-    assert sim.byzantine == timeline_byzantine(cfg, graph)
+    assert sim.byzantine == byzantine_peers(cfg, graph)
     assert sim.relays == relay_peers(cfg.peers, cfg.relay_fraction, cfg.seed)
