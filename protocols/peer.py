@@ -19,11 +19,13 @@ broadcasts the result.
 Catching up (rejoin, late join, stragglers): a peer PULLs every neighbour it meets and
 every neighbour whose UPDATE is ``catch_up_gap`` or more rounds ahead; a neighbour
 that is that far ahead of the requester's round answers with a signed STATE (its
-current model and round). When STATE answers put the median neighbour round
-``catch_up_gap`` or more ahead, the peer merges those models with its own rule
-(``Merge(catch_up_to=target)``) and continues at that round; a training in flight for
-the old round is then ignored. Nobody tells a peer which round the swarm is in: it
-acts on what its neighbours sent.
+current model and round). Only answers to the peer's own PULLs count, and none more
+than ``max_ahead`` rounds ahead (rejected as ``unsolicited_state`` / ``too_far_ahead``:
+one neighbour's STATE for round 2**62 cannot drag the peer there). When STATE answers
+put the median neighbour round ``catch_up_gap`` or more ahead, the peer merges those
+models with its own rule (``Merge(catch_up_to=target)``) and continues at that round;
+a training in flight for the old round is then ignored. Nobody tells a peer which
+round the swarm is in: it acts on what its neighbours sent.
 
 Neighbours: peers the runtime reported (PeerDiscovered: discovery, the scenario's
 topology) plus, when ``adopt_senders`` is on, at most ``max_adopted`` strangers whose
@@ -156,6 +158,7 @@ class Peer:
         self._relays: dict[tuple[PeerId, int], Relay] = {}
         self._raw: dict[tuple[PeerId, int], bytes] = {}
         self._pulled: dict[PeerId, int] = {}
+        self._awaiting: set[PeerId] = set()  # PULLed, no STATE back yet
         self._answered: dict[PeerId, int] = {}
         self._view: tuple[Vector, ...] = ()
         self._catch_up_to: int | None = None
@@ -198,6 +201,7 @@ class Peer:
             self.adopted.discard(event.peer)
             self._buffer.pop(event.peer, None)
             self._states.pop(event.peer, None)
+            self._awaiting.discard(event.peer)
             return self._maybe_merge(event.now)
         if isinstance(event, Start):
             return self._on_start(event)
@@ -333,6 +337,7 @@ class Peer:
                 or self._pulled.get(peer) == self.round):
             return []
         self._pulled[peer] = self.round
+        self._awaiting.add(peer)
         return self._send_one(Kind.PULL, EmptyBody(), peer, now)
 
     def _answer_pull(self, sender: PeerId, their_round: int, now: float) -> list[Command]:
@@ -344,6 +349,15 @@ class Peer:
         return self._send_one(Kind.STATE, body, sender, now)
 
     def _on_state(self, sender: PeerId, env: Envelope, now: float) -> list[Command]:
+        # Only an answer to our PULL counts, and not one further ahead than max_ahead: a
+        # single neighbour's STATE for round 2**62 would otherwise drag the peer there.
+        reason = ("unsolicited_state" if sender not in self._awaiting else
+                  "too_far_ahead" if env.round > self.round + self.config.validation.max_ahead
+                  else None)
+        if reason is not None:
+            self.validator.rejects[reason] += 1
+            return [Log("reject", {"from": sender, "reason": reason, "detail": "STATE"})]
+        self._awaiting.discard(sender)
         assert isinstance(env.body, ModelBody)
         self._states[sender] = ReceivedUpdate(
             sender, env.round, env.body.tensor.to_array(), env.body.num_samples)
