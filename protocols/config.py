@@ -60,7 +60,10 @@ RUNTIME_DIFFERENCES: dict[str, dict[str, tuple[Any, str]]] = {
                            "for; merge once 2 arrived (or at the round timeout)"),
         "fanout": (8, "push to 8 random neighbours of a large discovered view"),
     },
-    "real-topology": {},  # a scenario imposed on real peers: the scenario's own values
+    "real-topology": {  # a scenario imposed on real peers: the scenario's own values, and
+        "wait_when_alone": (False, "as in the simulator: in the scenario's fixed graph "
+                                   "nobody else will appear"),
+    },
 }
 
 

@@ -162,6 +162,7 @@ class Peer:
         self._answered: dict[PeerId, int] = {}
         self._view: tuple[Vector, ...] = ()
         self._catch_up_to: int | None = None
+        self._sent: tuple[int, Vector, int] | None = None  # this round's update (resends)
         self._deadline: float | None = None
         self._seq = 0
         self._rng = random.Random(config.seed)
@@ -192,9 +193,12 @@ class Peer:
         if isinstance(event, PeerDiscovered):
             if event.peer == self.peer_id:
                 return []
+            new = event.peer not in self.neighbours
             self.discovered.add(event.peer)
             self.adopted.discard(event.peer)
             out = self._pull(event.peer, event.now) if self.phase is not Phase.IDLE else []
+            if new:
+                out += self._resend(event.peer, event.now)
             return out + self._maybe_merge(event.now)
         if isinstance(event, PeerLost):
             self.discovered.discard(event.peer)
@@ -241,6 +245,7 @@ class Peer:
             targets = [self.config.server]
         else:
             targets = self._targets()
+        self._sent = (ev.round, sent, ev.num_samples)
         out: list[Command] = self._broadcast(Kind.UPDATE, sent, ev.num_samples, targets, ev.now)
         out += self._collect(ev.now)
         return out
@@ -329,6 +334,15 @@ class Peer:
             self._buffer = {p: u for p, u in self._buffer.items() if u.round >= target}
             return out + self._resume(ev.now)
         return out + self._advance(ev.now)
+
+    def _resend(self, peer: PeerId, now: float) -> list[Command]:
+        """A neighbour that appears while this round's update is out (a heal, a restart)
+        gets it too, so neither side waits for the round timeout."""
+        if (self._sent is None or self._sent[0] != self.round
+                or self.phase is not Phase.COLLECTING or self.config.role is not Role.GOSSIP):
+            return []
+        _, vector, num_samples = self._sent
+        return self._broadcast(Kind.UPDATE, vector, num_samples, [peer], now)
 
     # ------------------------------------------------------------ catching up
     def _pull(self, peer: PeerId, now: float) -> list[Command]:

@@ -39,7 +39,6 @@ import math
 import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import time
@@ -574,10 +573,12 @@ class Mesh:
             p.ready = p.alive = True
             p.finished = False
             if p.index in self.rejoining:
+                # A restarted peer resumes from its own checkpoint and catches up through
+                # the protocol (PULL -> signed STATE from its neighbours): the launcher
+                # does not tell it the swarm's round (no oracle), unless the caller
+                # asked for a floor explicitly.
                 floor = self.rejoining.pop(p.index)
-                others = [q.round for q in self.peers if q.alive and q.ready and q is not p]
-                median = int(statistics.median_low(others)) if others else 0
-                start = max(p.start_round, median, floor or 0)
+                start = max(p.start_round, floor or 0)
                 p.start_round = p.round = start
                 self._send(w, {"cmd": "go", "start_round": start})
             self._notify()

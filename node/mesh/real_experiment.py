@@ -17,9 +17,9 @@ The same Scenario the simulator runs, with real processes and real faults:
 
   ============  ==============================================================
   RemovePeers   SIGKILL of the peer's process (churn and crash waves included)
-  AddPeers      restart from its data dir (same PeerID, its checkpoint), at the
-                live peers' median round at least (the simulator's "neighbours'
-                round"), with the link blocks in force
+  AddPeers      restart from its data dir (same PeerID, its checkpoint round),
+                with the link blocks in force; it catches up through the
+                protocol (PULL -> signed STATE from its neighbours), as in sim
   Partition     ``block`` of every neighbour across the cut, on both sides
                 (a later Partition replaces it)
   Heal          ``unblock`` of what the partition blocked
@@ -352,7 +352,8 @@ class RealExperiment:
                 if p not in self.present:
                     self.present.add(p)
                     blocked = tuple(self.pid[j] for j in sorted(self.blocked_now(p)))
-                    await mesh.restart_peer(p, start_round=median, blocked=blocked)
+                    # its checkpoint's round; it catches up via PULL/STATE itself
+                    await mesh.restart_peer(p, blocked=blocked)
                     self.restarts[p] = time.monotonic()
         elif isinstance(ev, RemoveLinks):
             for u, v in ev.edges:
