@@ -14,6 +14,7 @@ Stateful defenses (one instance per peer, explicit checkpointable state) live in
 ``DEFENSES`` / ``make_defense(name)``; see rumor.aggregation.stateful.
 """
 
+from rumor.aggregation import bristle as _bristle  # noqa: F401  (registers a defense)
 from rumor.aggregation import centered_clipping as _centered_clipping  # noqa: F401
 from rumor.aggregation import foolsgold as _foolsgold  # noqa: F401
 from rumor.aggregation import geometric_median as _geometric_median  # noqa: F401

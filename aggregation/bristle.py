@@ -40,6 +40,25 @@ score and weight formulas but not every detail): the per-class factor f1[c] in t
 merge, ``certainty`` over familiar classes only, and the score clip (default 1000),
 which keeps one bad round (delta up to 10 gives 10^5) from banning an honest peer
 forever. Everything here is pure: no I/O, no clock, randomness from the caller.
+
+Classes the peer cannot evaluate. Validation data comes from the peer's own local data
+only (it has no labelled sample of a class it does not hold), so on a class c that is
+not familiar every F1 is 0 and the formula above would never change column c: a peer
+could never learn a class it lacks. Such a column is therefore taken from the trusted
+senders by their weight alone (trust earned on the familiar classes x certainty)::
+
+    new[c] = sum_j w_j * L_j[c] / sum_j w_j         (own[c] when the sum is 0)
+
+Own column c is left out: without data of c, training only pushed it down. ("familiar"
+= the classes present in the peer's validation set.)
+
+The defense (``make_defense("bristle", evaluator=..., layout=..., seed=...)``, class
+:class:`Bristle`) runs this on a peer's Merge: prioritizer over the received vectors,
+per-class F1 of own and the chosen ones through the peer's ``Evaluator``
+(rumor.protocols.hooks; the runtime's learner provides it), scores, weights, per-class
+merge of the output layer (the last weight tensor and its bias in ``layout``); any other
+parameters (a feature body that is not frozen) are averaged with own weight 1 and the
+senders' weights w_j.
 """
 
 from __future__ import annotations
@@ -54,7 +73,10 @@ import numpy.typing as npt
 import torch
 from torch import Tensor
 
+from rumor.aggregation.layout import Layout
+from rumor.aggregation.stateful import register_defense
 from rumor.protocols.errors import AggregationError
+from rumor.protocols.hooks import Evaluator
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -136,12 +158,14 @@ def certainty(f1: FloatArray, familiar: FloatArray | Sequence[bool]) -> float:
 def merge_per_class(
     own: Tensor, layers: Tensor, f1_own: FloatArray, f1_others: FloatArray,
     weights: Sequence[float] | FloatArray,
+    familiar: FloatArray | Sequence[bool] | None = None,
 ) -> Tensor:
     """Merge output layers class column by class column (see the module docstring).
 
     ``own`` (C, k), ``layers`` (n, C, k), ``f1_own`` (C,), ``f1_others`` (n, C),
     ``weights`` (n,) >= 0. Returns a new (C, k) tensor; a column whose total weight is
-    0 stays own's.
+    0 stays own's. With ``familiar`` (C,) given, a column of a class that is not
+    familiar is the ``weights``-weighted mean of the senders' columns (own left out).
     """
     if layers.dim() != 3 or layers.shape[1:] != own.shape:
         raise AggregationError(
@@ -158,6 +182,10 @@ def merge_per_class(
     cw = w[:, None] * fj  # (n, C)
     total = fo + cw.sum(0)  # (C,)
     acc = fo[:, None] * own.double() + (cw[:, :, None] * layers.double()).sum(0)
+    if familiar is not None:
+        unf = torch.as_tensor(~np.asarray(familiar, dtype=bool).reshape(c))
+        total = torch.where(unf, w.sum().expand(c), total)
+        acc = torch.where(unf[:, None], (w[:, None, None] * layers.double()).sum(0), acc)
     safe = torch.where(total > 0, total, torch.ones_like(total))
     merged = torch.where((total > 0)[:, None], acc / safe[:, None], own.double())
     return merged.to(own.dtype)
@@ -207,4 +235,91 @@ def bristle_round(
         raise AggregationError(f"{len(senders)} senders for {layers.shape[0]} layers")
     state.update(senders, f1_own, f1_others, familiar)
     w = state.weights(senders, f1_others, familiar)
-    return merge_per_class(own, layers, f1_own, f1_others, w), w
+    return merge_per_class(own, layers, f1_own, f1_others, w, familiar), w
+
+
+def _output_layer(layout: Layout | None, d: int, classes: int) -> tuple[slice, slice | None]:
+    """Where the output layer lives in a model vector of length ``d``: the last weight
+    tensor with ``classes`` rows and the bias of ``classes`` entries right after it;
+    without a layout the whole vector is a (classes, d / classes) matrix."""
+    if not layout:
+        if d % classes:
+            raise AggregationError(f"a vector of {d} is no ({classes}, k) output layer")
+        return slice(0, d), None
+    for k in range(len(layout) - 1, -1, -1):
+        ls = layout[k]
+        if ls.is_weight and len(ls.shape) == 2 and ls.shape[0] == classes:
+            nxt = layout[k + 1] if k + 1 < len(layout) else None
+            bias = (slice(nxt.start, nxt.stop) if nxt is not None and not nxt.is_weight
+                    and nxt.shape == (classes,) else None)
+            return slice(ls.start, ls.stop), bias
+    raise AggregationError(f"no output layer with {classes} rows in the layout")
+
+
+@register_defense("bristle")
+class Bristle:
+    """One peer's Bristle: prioritizer + integrator on the output layer of its model.
+
+    Params: ``evaluator`` (the peer's rumor.protocols.hooks.Evaluator; without one a
+    merge with updates raises AggregationError),
+    ``layout`` (where the output layer is), ``k_close`` (20), ``k_random`` (5),
+    ``score_clip`` (1000), ``seed`` (the prioritizer's exploration draws: one
+    generator per (seed, round)). State: the per-sender scores.
+    """
+
+    def __init__(self, *, evaluator: Evaluator | None = None, layout: Layout | None = None,
+                 k_close: int = K_CLOSE, k_random: int = K_RANDOM,
+                 score_clip: float = 1000.0, seed: int = 0) -> None:
+        if k_close < 0 or k_random < 0 or k_close + k_random < 1 or score_clip <= 0:
+            raise AggregationError("bristle needs k_close, k_random >= 0 (not both 0) and "
+                                   "score_clip > 0")
+        self.evaluator = evaluator
+        self.layout = layout
+        self.k_close, self.k_random = int(k_close), int(k_random)
+        self.seed = int(seed) & 0xFFFFFFFF
+        self.state = BristleState(score_clip=float(score_clip))
+        self.last_weights: dict[str, float] = {}
+
+    def merge(self, own: Tensor, updates: Tensor, senders: Sequence[str], *, round: int,
+              f: int) -> Tensor:
+        if updates.shape[0] == 0:
+            return own.clone()
+        if self.evaluator is None:  # build_peer refuses this; a bare merger fails here
+            raise AggregationError("bristle needs an evaluator of the peer's local data "
+                                   "(build the peer with build_peer(..., evaluator=...))")
+        familiar = np.asarray(self.evaluator.familiar, dtype=bool)
+        c = familiar.shape[0]
+        rows, bias = _output_layer(self.layout, own.shape[0], c)
+        rng = np.random.default_rng([self.seed, max(0, int(round))])
+        pick = prioritize(own[rows], updates[:, rows], k_close=self.k_close,
+                          k_random=self.k_random, generator=rng)
+        chosen = updates[pick]
+        ids = [senders[k] for k in pick]
+        f1 = np.asarray(self.evaluator.per_class_f1(
+            torch.cat([own[None], chosen]).detach().numpy().astype(np.float32)),
+            dtype=np.float64)
+
+        def layer(v: Tensor) -> Tensor:  # (..., C, k): class rows with their bias column
+            w = v[..., rows].reshape(*v.shape[:-1], c, -1)
+            if bias is None:
+                return w
+            return torch.cat([w, v[..., bias].unsqueeze(-1)], -1)
+
+        merged, w = bristle_round(self.state, layer(own), layer(chosen), ids, f1[0], f1[1:],
+                                  familiar)
+        self.last_weights = {s: float(x) for s, x in zip(ids, w, strict=True)}
+        wt = torch.as_tensor(w, dtype=torch.float64)
+        out = ((own.double() + (wt[:, None] * chosen.double()).sum(0))
+               / (1.0 + float(wt.sum()))).to(own.dtype)  # parameters outside the head
+        if bias is None:
+            out[rows] = merged.reshape(-1)
+        else:
+            out[rows] = merged[:, :-1].reshape(-1)
+            out[bias] = merged[:, -1]
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.state.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.state.load_state_dict(state)

@@ -18,7 +18,7 @@ import torch
 from rumor.node.attacks import parse_attack
 from rumor.node.checkpoint import load_checkpoint
 from rumor.node.data import Dataset, load_dataset, split_indices
-from rumor.node.engine import build_peer, data_label_map
+from rumor.node.engine import build_peer, data_label_map, needs_evaluator
 from rumor.node.learner import Learner, LearnerConfig
 from rumor.node.merging import FEDAVG, resolve_rule
 from rumor.node.models import init_params
@@ -142,6 +142,8 @@ def build_runtime(
     )
     peer = build_peer(identity, proto, dimension=learner.dimension,
                       layout=learner.trainer.layout, seed=peer_seed,
-                      view=(proto.min_updates or 8) + 1)
+                      view=(proto.min_updates or 8) + 1,
+                      evaluator=learner.evaluator() if needs_evaluator(proto.aggregator)
+                      else None)
     runtime = NodeRuntime(peer, transport, learner, data_dir=data_dir, on_event=on_event)
     return runtime, start_round

@@ -16,6 +16,7 @@ import numpy.typing as npt
 import torch
 
 from rumor.node.data import Dataset
+from rumor.node.engine.evaluator import VAL_SIZE, LocalEvaluator
 from rumor.node.trainer import BatchedTrainer
 from rumor.protocols.events import TrainingHints
 
@@ -88,6 +89,12 @@ class Learner:
             polyak_beta=beta,
         )
         return base.numpy(), out[0].numpy().copy()
+
+    def evaluator(self, val_size: int = VAL_SIZE) -> LocalEvaluator:
+        """This peer's Evaluator (per-class F1 on a validation set drawn from its own
+        local data only), for merge rules that need one (bristle)."""
+        return LocalEvaluator(self.trainer, self.indices, val_size=val_size,
+                              seed=self.config.seed)
 
     def set_params(self, vector: npt.NDArray[np.floating]) -> None:
         self.params = torch.from_numpy(np.array(vector, dtype=np.float32))

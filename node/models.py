@@ -14,12 +14,19 @@ vector. The vector is ``torch.cat([p.reshape(-1) for p in module.parameters()])`
   so that the map does not vanish (4 -> 4 -> pool 2, 64 features).
 - ``cnn``: a small CNN: conv 16@3x3 pad 1, ReLU, pool 2, conv 32@3x3 pad 1, ReLU,
   pool 2, fc 64, ReLU, fc classes.
+- ``bristle-head``: transfer learning (Bristle): a frozen feature extractor phi
+  (rumor.node.transfer: pre-trained on a seeded public slice, h = 64) followed by a
+  trainable Linear(h, classes). Only the head is a parameter: (classes, h + 1) numbers,
+  650 on digits. The extractor is a plain tensor attribute (neither parameter nor
+  buffer), attached when the model is built with ``dataset=`` (the trainers do); built
+  without one (``init_params``) phi is zero, which does not change the head's vector.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -27,7 +34,11 @@ from torch import nn
 from rumor.aggregation.layout import LayerSlice, Layout
 from rumor.protocols.errors import ConfigError
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "lenet5", "cnn")
+MODEL_NAMES: tuple[str, ...] = ("mlp", "lenet5", "cnn", "bristle-head")
+
+if TYPE_CHECKING:
+    from rumor.node.data.datasets import Dataset
+    from rumor.node.transfer import Extractor
 
 
 def _check_shape(input_shape: Sequence[int]) -> tuple[int, int, int]:
@@ -109,10 +120,43 @@ class SmallCNN(nn.Module):
         return out
 
 
-def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.Module:
+class BristleHead(nn.Module):
+    """Frozen phi (see rumor.node.transfer) -> Linear(h, classes); only the head trains."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int,
+                 extractor: Extractor | None = None) -> None:
+        super().__init__()
+        from rumor.node.transfer import HIDDEN
+
+        hidden = extractor.hidden if extractor is not None else HIDDEN
+        self.head = nn.Linear(hidden, num_classes)
+        width = math.prod(int(s) for s in input_shape)
+        if extractor is not None:
+            w1, b1 = extractor.w1, extractor.b1
+            if w1.shape[1] != width:
+                raise ConfigError(f"the extractor takes {w1.shape[1]} inputs, got {width}")
+        else:
+            w1, b1 = torch.zeros(hidden, width), torch.zeros(hidden)
+        # plain attributes: not parameters (never trained or sent), not buffers
+        self.phi_w = w1
+        self.phi_b = b1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """phi(x), (batch, h): the frozen extractor's output."""
+        return torch.relu(torch.addmm(self.phi_b, x.reshape(x.shape[0], -1), self.phi_w.T))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.features(x))
+        return out
+
+
+def build_model(name: str, input_shape: Sequence[int], num_classes: int,
+                dataset: Dataset | None = None) -> nn.Module:
     """A freshly initialised model (torch's default init, global RNG); see init_params.
 
-    Raises ConfigError for an unknown name (listing the choices) or unusable shapes.
+    ``dataset`` is needed only by ``bristle-head`` (its frozen extractor is pre-trained
+    on the dataset's public slice, once per process). Raises ConfigError for an unknown
+    name (listing the choices) or unusable shapes.
     """
     _check_shape(input_shape)
     if num_classes < 2:
@@ -123,6 +167,13 @@ def build_model(name: str, input_shape: Sequence[int], num_classes: int) -> nn.M
         return LeNet5(input_shape, num_classes)
     if name == "cnn":
         return SmallCNN(input_shape, num_classes)
+    if name == "bristle-head":
+        extractor = None
+        if dataset is not None:
+            from rumor.node.transfer import frozen_extractor
+
+            extractor = frozen_extractor(dataset)
+        return BristleHead(input_shape, num_classes, extractor)
     raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(MODEL_NAMES)}")
 
 

@@ -147,7 +147,7 @@ class BatchedTrainer:
         self.model_name = model_name
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = num_classes
-        self.module = build_model(model_name, self.input_shape, num_classes)
+        self.module = build_model(model_name, self.input_shape, num_classes, dataset)
         if list(self.module.buffers()):
             raise ConfigError(f"model {model_name!r} has buffers; batched training needs none")
         if tuple(dataset.input_shape) != self.input_shape:
@@ -169,7 +169,8 @@ class BatchedTrainer:
         # vmap over peers wins for small dense models; for conv models torch's batched
         # convolutions are slower than a plain loop over peers (measured: LeNet-5 on
         # MNIST, 50 peers). None picks by model.
-        self.use_vmap = (model_name == "mlp") if vmap_peers is None else bool(vmap_peers)
+        self.use_vmap = (model_name in ("mlp", "bristle-head")) if vmap_peers is None \
+            else bool(vmap_peers)
 
         module = self.module
 

@@ -16,6 +16,11 @@ Contracts:
 - ``Adversary.craft(round, base, trained, view) -> vector``: what a Byzantine peer sends
   instead of its honestly trained model; ``view`` holds only vectors this peer received
   (no global oracle).
+- ``Evaluator``: what a merger may ask of the peer's *own* local data at merge time
+  (Bristle): ``familiar`` is the (C,) mask of the classes the peer holds, and
+  ``per_class_f1(vectors)`` the (n, C) per-class F1 of each model vector (n, d) on the
+  peer's local validation set (drawn from its own data only). The runtime's learner
+  provides it when the peer is built; it is a computation, never I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
 
 from rumor.protocols.events import Merge, Relay, Vector
 
@@ -37,6 +45,13 @@ class MergeOutcome:
 
 class Merger(Protocol):
     def merge(self, own: Vector, cmd: Merge) -> MergeOutcome: ...
+
+
+class Evaluator(Protocol):
+    @property
+    def familiar(self) -> npt.NDArray[np.bool_]: ...
+
+    def per_class_f1(self, vectors: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]: ...
 
 
 class Adversary(Protocol):

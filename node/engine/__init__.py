@@ -8,7 +8,8 @@
 """
 
 from rumor.node.engine.adversary import AttackAdversary, Collusion, data_label_map
-from rumor.node.engine.build import build_peer, make_adversary, make_merger
+from rumor.node.engine.build import build_peer, make_adversary, make_merger, needs_evaluator
+from rumor.node.engine.evaluator import LocalEvaluator
 from rumor.node.engine.executor import Backend, CommandExecutor
 from rumor.node.engine.merger import RuleMerger
 
@@ -17,9 +18,11 @@ __all__ = [
     "Backend",
     "Collusion",
     "CommandExecutor",
+    "LocalEvaluator",
     "RuleMerger",
     "build_peer",
     "data_label_map",
     "make_adversary",
     "make_merger",
+    "needs_evaluator",
 ]

@@ -9,7 +9,9 @@ from rumor.node.attacks import parse_attack
 from rumor.node.engine.adversary import AttackAdversary, Collusion
 from rumor.node.engine.merger import RuleMerger
 from rumor.protocols.config import ProtocolConfig
+from rumor.protocols.errors import ConfigError
 from rumor.protocols.events import PeerId
+from rumor.protocols.hooks import Evaluator
 from rumor.protocols.identity import Identity
 from rumor.protocols.peer import Peer, PeerConfig, Role
 from rumor.protocols.validation import ValidationConfig
@@ -20,9 +22,20 @@ def peer_seed(peer_id: str) -> int:
     return int.from_bytes(hashlib.sha256(peer_id.encode()).digest()[:4], "big")
 
 
-def make_merger(proto: ProtocolConfig, layout: Layout, seed: int) -> RuleMerger:
+#: Defenses that evaluate candidates on the peer's local data at merge time.
+EVALUATED = frozenset({"bristle"})
+
+
+def needs_evaluator(aggregator: str) -> bool:
+    """True when ``build_peer`` must be given an ``evaluator`` for this rule."""
+    return aggregator in EVALUATED
+
+
+def make_merger(proto: ProtocolConfig, layout: Layout, seed: int,
+                evaluator: Evaluator | None = None) -> RuleMerger:
     return RuleMerger(proto.aggregator, f=proto.f, layout=layout,
-                      rule_params=proto.rule_params, seed=seed, max_abs=proto.max_abs)
+                      rule_params=proto.rule_params, seed=seed, max_abs=proto.max_abs,
+                      evaluator=evaluator)
 
 
 def make_adversary(proto: ProtocolConfig, *, view: int, seed: int,
@@ -48,8 +61,14 @@ def build_peer(
     view: int = 9,
     collusion: Collusion | None = None,
     member: int = 0,
+    evaluator: Evaluator | None = None,
 ) -> Peer:
-    """A Peer with its merger and (when ``proto.attack`` is set) its adversary."""
+    """A Peer with its merger and (when ``proto.attack`` is set) its adversary.
+
+    ``evaluator``: the peer's own local data (per-class F1 of model vectors), provided
+    by the runtime's learner; required by the rules in ``EVALUATED`` (bristle)."""
+    if needs_evaluator(proto.aggregator) and evaluator is None:
+        raise ConfigError(f"aggregator {proto.aggregator!r} needs the peer's evaluator")
     s = peer_seed(identity.peer_id) if seed is None else seed
     vcfg = ValidationConfig(
         swarm=proto.swarm,
@@ -77,6 +96,6 @@ def build_peer(
         polyak_beta=proto.effective_polyak_beta(),
         seed=s,
     )
-    return Peer(identity, pcfg, merger=make_merger(proto, layout, s),
+    return Peer(identity, pcfg, merger=make_merger(proto, layout, s, evaluator),
                 adversary=make_adversary(proto, view=view, seed=s, collusion=collusion,
                                          member=member))

@@ -28,7 +28,7 @@ from rumor.aggregation.sybilwall import Forwarded
 from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
 from rumor.protocols.errors import AggregationError
 from rumor.protocols.events import Merge, Relay, Vector
-from rumor.protocols.hooks import MergeOutcome
+from rumor.protocols.hooks import Evaluator, MergeOutcome
 
 
 class RuleMerger:
@@ -43,6 +43,7 @@ class RuleMerger:
         rule_params: dict[str, Any] | None = None,
         seed: int = 0,
         max_abs: float = 1e6,
+        evaluator: Evaluator | None = None,
     ) -> None:
         self.aggregator = aggregator
         self.f = f
@@ -53,8 +54,10 @@ class RuleMerger:
         self.defense: aggregation.Defense | None = None
         if is_stateful(aggregator):
             params = dict(self.params)
-            if aggregator == "sybilwall":
+            if aggregator in ("sybilwall", "bristle"):
                 params.setdefault("seed", seed)
+            if aggregator == "bristle":  # needs the peer's local validation data
+                params.update(evaluator=evaluator, layout=layout)
             self.defense = aggregation.make_defense(aggregator, **params)
 
     @property
