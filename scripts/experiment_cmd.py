@@ -211,11 +211,15 @@ def run_sim(sc: Scenario, d: Path, progress: Progress) -> Outcome:
 
     rows = sim.run(on_round)
     wall = time.perf_counter() - t0
-    write_run(d, sim, rows, scenario=sc.name, description=sc.description, mode="sim",
-              wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0)
+    s = write_run(d, sim, rows, scenario=sc.name, description=sc.description, mode="sim",
+                  wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0)
     (d / "scenario.toml").write_text(sc.source)
     if rows:
         plot_run(sc, rows, d / "accuracy.png")
+    if not s["complete"]:  # said here, and the command exits 1 at the end
+        progress.console.print(f"warning: {sc.name} (sim): incomplete run: {s['reason']}",
+                               style="yellow", soft_wrap=True, markup=False, highlight=False)
+        return Outcome(sc, "sim", rows, wall, "incomplete")
     return Outcome(sc, "sim", rows, wall)
 
 
@@ -302,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
                 if o.stopped in ("interrupted", "terminated"):
                     code = 130 if o.stopped == "interrupted" else 143
                     break
-                if o.stopped == "error":
+                if o.stopped in ("error", "incomplete"):
                     code = 1
             if len(per_mode) == 2 and per_mode["sim"].rows and per_mode["real"].rows:
                 plot_sim_vs_real(per_mode["sim"], per_mode["real"],
