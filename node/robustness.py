@@ -144,8 +144,8 @@ def parse_rule(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def _attack_kw(attack: str, byzantine: int) -> dict[str, Any]:
-    if attack == "none":
-        return {"attack": None, "byzantine": 0}
+    if attack == "none":  # no attackers to place (a list would name peers that are not)
+        return {"attack": None, "byzantine": 0, "placement": "random"}
     return {"attack": attack, "byzantine": byzantine}
 
 

@@ -3,25 +3,23 @@
 Writes OUT/<peers>p-<aggregator>/{metrics.csv,summary.json} for every run, a
 markdown table OUT/table.md (final / best accuracy, rounds to 80/85/90 %, consensus
 distance, wall time) and OUT/accuracy.png (mean accuracy per round, one line per
-run). docs/results.md quotes these tables; rerun to regenerate them.
+run). docs/results.md quotes these tables; rerun to regenerate them. Arguments, the table,
+the plot and the printed lines only: the runs are rumor.node.compare's. A run that
+stops before its last round is warned about (with the reason) and marked in the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import (
-    TaskID,
-)
 
+from rumor.node.compare import compare_configs, run_compare
 from rumor.node.results import RoundMetrics
-from rumor.node.simulation import Simulation, SimulationConfig
+from rumor.node.simulation import RoundCallback, SimulationConfig
 from rumor.scripts.options import (
     dataset_name,
     dir_path,
@@ -75,6 +73,10 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {s['rounds_to']['0.9'] or '-'} | {_fmt(s['final_consensus_distance'])} "
             f"| {r['wall']:.0f} |"
         )
+    bad = [r for r in results if not r["summary"].get("complete", True)]
+    if bad:
+        lines += ["", "Incomplete runs: " + "; ".join(
+            f"{r['peers']} peers {r['aggregator']}: {r['summary']['reason']}" for r in bad)]
     return "\n".join(lines) + "\n"
 
 
@@ -105,24 +107,26 @@ def run(args: argparse.Namespace) -> int:
         test_subset=args.test_subset, init=args.init,
         data_dir=args.data_dir,
     )
-    runs = [(p, a) for p in args.peers for a in args.aggregators]
-    for p, a in runs:  # fail fast on bad names before hours of compute
-        dataclasses.replace(base, peers=p, aggregator=a).validate()
+    cfgs = compare_configs(base, args.peers, args.aggregators)
     results: list[dict[str, Any]] = []
     with round_progress(console, "acc {task.fields[acc]:.3f}") as progress:
-        for p, a in runs:
-            cfg = dataclasses.replace(base, peers=p, aggregator=a)
-            task = progress.add_task(f"{p} peers {a}", total=cfg.rounds, acc=0.0)
-            t0 = time.perf_counter()
-            sim = Simulation(cfg)
-            def on_round(m: RoundMetrics, t: TaskID = task) -> None:
-                progress.update(t, completed=m.round, acc=m.acc_mean)
+        def on_start(cfg: SimulationConfig) -> RoundCallback:
+            task = progress.add_task(f"{cfg.peers} peers {cfg.aggregator}",
+                                     total=cfg.rounds, acc=0.0)
 
-            rows = sim.run(on_round)
-            wall = time.perf_counter() - t0
-            s = write_run(out / f"{p}p-{a}", sim, rows)
-            results.append({"peers": p, "aggregator": a, "summary": s, "rows": rows,
-                            "wall": wall})
+            def on_round(m: RoundMetrics) -> None:
+                progress.update(task, completed=m.round, acc=m.acc_mean)
+
+            return on_round
+
+        for r in run_compare(cfgs, on_start):
+            s = write_run(out / r.name, r.sim, r.rows)
+            if not r.complete:
+                progress.console.print(
+                    f"warning: {r.peers} peers {r.aggregator}: incomplete run: "
+                    f"{s['reason']}", style="yellow", markup=False, highlight=False)
+            results.append({"peers": r.peers, "aggregator": r.aggregator, "summary": s,
+                            "rows": r.rows, "wall": r.wall})
     md = table(results)
     (out / "table.md").write_text(md)
     plot(results, out / "accuracy.png")
