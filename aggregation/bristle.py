@@ -66,7 +66,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -76,9 +76,18 @@ from torch import Tensor
 from rumor.aggregation.layout import Layout
 from rumor.aggregation.stateful import register_defense
 from rumor.protocols.errors import AggregationError
-from rumor.protocols.hooks import Evaluator
 
 FloatArray = npt.NDArray[np.float64]
+
+
+class Evaluator(Protocol):
+    """The peer's local evaluation (structurally rumor.protocols.hooks.Evaluator; kept
+    here because aggregation imports nothing of protocols but its errors)."""
+
+    @property
+    def familiar(self) -> npt.NDArray[np.bool_]: ...
+
+    def per_class_f1(self, vectors: npt.NDArray[np.float32]) -> FloatArray: ...
 
 #: Bristle's defaults: the 20 nearest plus 5 random received layers per round.
 K_CLOSE = 20
