@@ -12,7 +12,7 @@ from rumor.aggregation.bristle import Bristle
 from rumor.node.bristle import PRESET, class_accuracy, method_config
 from rumor.node.simulation import Simulation
 
-BASE = replace(PRESET, peers=16, byzantine=3, topology="regular:12", rounds=6, seed=3)
+BASE = replace(PRESET, peers=16, byzantine=3, topology="regular:12", rounds=4, seed=3)
 
 
 def _run(method: str) -> Simulation:
