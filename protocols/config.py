@@ -34,6 +34,8 @@ class ProtocolConfig:
     sign: bool = True
     adopt_senders: bool = True  # take valid senders as neighbours (bounded)
     max_adopted: int = 8
+    max_neighbours: int | None = 64  # peers taken from discovery; None: no cap
+    evict_after: int | None = 20  # hostile rejects before a neighbour is dropped
     wait_when_alone: bool = True  # a peer without neighbours waits for the deadline
     catch_up: bool = True  # PULL/STATE catch-up of peers that fell behind
     catch_up_gap: int = 3
@@ -53,6 +55,8 @@ RUNTIME_DIFFERENCES: dict[str, dict[str, tuple[Any, str]]] = {
         "sign": (False, "signatures cost time and are tested on their own; always on "
                         "on the mesh"),
         "adopt_senders": (False, "the scenario's topology is the whole truth"),
+        "max_neighbours": (None, "the scenario's topology is the whole truth (hubs of "
+                                 "large graphs have more than 64 neighbours)"),
         "wait_when_alone": (False, "in a fixed topology nobody will appear: train alone"),
     },
     "real": {
@@ -61,6 +65,7 @@ RUNTIME_DIFFERENCES: dict[str, dict[str, tuple[Any, str]]] = {
         "fanout": (8, "push to 8 random neighbours of a large discovered view"),
     },
     "real-topology": {  # a scenario imposed on real peers: the scenario's own values, and
+        "max_neighbours": (None, "the scenario's topology is the whole truth"),
         "wait_when_alone": (False, "as in the simulator: in the scenario's fixed graph "
                                    "nobody else will appear"),
     },

@@ -30,7 +30,11 @@ round the swarm is in: it acts on what its neighbours sent.
 Neighbours: peers the runtime reported (PeerDiscovered: discovery, the scenario's
 topology) plus, when ``adopt_senders`` is on, at most ``max_adopted`` strangers whose
 valid messages arrived first. Messages from other peers are dropped and counted
-(``not_neighbour``), so fresh identities cannot capture a peer's view.
+(``not_neighbour``), so fresh identities cannot capture a peer's view. At most
+``max_neighbours`` peers are taken from the runtime (later ones are counted as
+``neighbour_cap``), and a neighbour whose messages were rejected for a hostile reason
+(bad signature, malformed, NaN, wrong shape, too far ahead, ...) ``evict_after`` times
+is dropped for good (``evicted``); stale or replayed messages are not held against it.
 
 The peer never reads a clock (every event carries ``now``), never does I/O, and a
 rejected message never changes its state beyond the reject counter.
@@ -86,6 +90,14 @@ from rumor.protocols.validation import ValidationConfig, Validator
 ROUND_LIMIT = 2**63
 
 
+#: reject reasons that only a broken or hostile sender causes (held against it)
+HOSTILE_REASONS = frozenset({
+    "malformed", "unknown_version", "unknown_kind", "bad_sender", "sender_mismatch",
+    "bad_signature", "too_far_ahead", "bad_record", "bad_tensor", "shape_mismatch",
+    "dtype_mismatch", "nan_inf", "oversize",
+})
+
+
 class Role(enum.StrEnum):
     GOSSIP = "gossip"
     SERVER = "server"  # FedAvg server: no training, merges and broadcasts
@@ -118,6 +130,8 @@ class PeerConfig:
     server: PeerId | None = None
     adopt_senders: bool = True
     max_adopted: int = 8
+    max_neighbours: int | None = None
+    evict_after: int | None = 20
     wait_when_alone: bool = True
     catch_up: bool = True
     catch_up_gap: int = 3
@@ -152,6 +166,8 @@ class Peer:
         self.adopted: set[PeerId] = set()
         self.model: Vector | None = None  # the last own model the peer saw
         self.counters: Counter[str] = Counter()  # protocol events worth a metric
+        self.evicted: set[PeerId] = set()
+        self._strikes: Counter[PeerId] = Counter()
         self._buffer: dict[PeerId, ReceivedUpdate] = {}
         self._global: dict[int, Vector] = {}
         self._states: dict[PeerId, ReceivedUpdate] = {}
@@ -194,6 +210,12 @@ class Peer:
             if event.peer == self.peer_id:
                 return []
             new = event.peer not in self.neighbours
+            if event.peer in self.evicted:
+                return []
+            cap = self.config.max_neighbours
+            if new and cap is not None and len(self.neighbours) >= cap:
+                self.counters["neighbour_cap"] += 1
+                return [Log("neighbour_cap", {"peer": event.peer, "cap": cap})]
             self.discovered.add(event.peer)
             self.adopted.discard(event.peer)
             out = self._pull(event.peer, event.now) if self.phase is not Phase.IDLE else []
@@ -262,8 +284,12 @@ class Peer:
         env = self.validator.check(ev.data, now=ev.now, current_round=self.round, link_sender=link)
         if env is None:
             rej = self.validator.last_reject
-            return [Log("reject", {"from": ev.sender, "reason": rej.reason if rej else "?",
-                                   "detail": rej.detail if rej else ""})]
+            out: list[Command] = [Log("reject", {"from": ev.sender,
+                                                 "reason": rej.reason if rej else "?",
+                                                 "detail": rej.detail if rej else ""})]
+            if rej is not None and ev.sender is not None and rej.reason in HOSTILE_REASONS:
+                out += self._strike(ev.sender)
+            return out
         sender = peer_id_from_bytes(env.sender)
         if env.kind is Kind.PING:
             return self._send_one(Kind.PONG, EmptyBody(), sender, ev.now)
@@ -343,6 +369,20 @@ class Peer:
             return []
         _, vector, num_samples = self._sent
         return self._broadcast(Kind.UPDATE, vector, num_samples, [peer], now)
+
+    def _strike(self, sender: PeerId) -> list[Command]:
+        """Count a hostile reject against ``sender``; evict it at ``evict_after``."""
+        limit = self.config.evict_after
+        if limit is None or sender not in self.neighbours:
+            return []
+        self._strikes[sender] += 1
+        if self._strikes[sender] < limit:
+            return []
+        self.discovered.discard(sender)
+        self.adopted.discard(sender)
+        self.evicted.add(sender)
+        self.counters["evicted"] += 1
+        return [Log("evicted", {"peer": sender, "rejects": self._strikes[sender]})]
 
     # ------------------------------------------------------------ catching up
     def _pull(self, peer: PeerId, now: float) -> list[Command]:

@@ -90,6 +90,8 @@ def build_peer(
         server=server,
         adopt_senders=proto.adopt_senders,
         max_adopted=proto.max_adopted,
+        max_neighbours=proto.max_neighbours,
+        evict_after=proto.evict_after,
         wait_when_alone=proto.wait_when_alone,
         catch_up=proto.catch_up,
         catch_up_gap=proto.catch_up_gap,
