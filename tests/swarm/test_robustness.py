@@ -132,3 +132,21 @@ def test_compare_runs_in_order_and_marks_incomplete_runs() -> None:
                "reason": "no live learner left"}
     md = table([{"peers": 8, "aggregator": "mean", "summary": summary, "wall": 1.0}])
     assert "Incomplete runs: 8 peers mean: no live learner left" in md
+
+
+def test_scenario_files_place_attackers_and_timelines_see_the_same_peers(
+        tmp_path: Path) -> None:
+    from rumor.node.scenario import load_scenario
+
+    path = tmp_path / "hubs.toml"
+    path.write_text('name = "hubs"\n[network]\npeers = 12\ntopology = "ba:2"\n'
+                    'attack = "sign-flip"\nbyzantine = 2\nplacement = "hubs"\n'
+                    '[learning]\nrounds = 2\n[[timeline]]\naction = "remove_peers"\n'
+                    'select = "random"\nrole = "byzantine"\ncount = 2\nat_round = 1\n')
+    sc = load_scenario(path)
+    sim = Simulation(sc.config)
+    degrees = sorted((d for _, d in sim.graph.degree()), reverse=True)
+    assert sc.config.placement == "hubs"
+    assert sorted((sim.graph.degree(p) for p in sim.byzantine), reverse=True) == degrees[:2]
+    removed = {p for ev in sc.config.timeline for p in getattr(ev, "peers", ())}
+    assert removed == sim.byzantine
