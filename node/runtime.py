@@ -275,7 +275,7 @@ class NodeRuntime:
                 await self._inbox.put(MessageReceived(ev.sender, ev.data, now))
             elif isinstance(ev, PeerConnected):
                 self.on_event({"event": "peer_connected", "peer": ev.peer})
-                await self._inbox.put(PeerDiscovered(ev.peer, now))
+                await self._inbox.put(PeerDiscovered(ev.peer, now, inbound=ev.inbound))
             elif isinstance(ev, PeerDisconnected):
                 self.on_event({"event": "peer_disconnected", "peer": ev.peer})
                 await self._inbox.put(PeerLost(ev.peer, now))

@@ -49,8 +49,12 @@ class MessageReceived:
 
 @dataclass(frozen=True)
 class PeerDiscovered:
+    """The runtime met ``peer`` (discovery, the scenario's graph). ``inbound``: it only
+    dialled us; the Peer then treats it like an adopted stranger (bounded)."""
+
     peer: PeerId
     now: float
+    inbound: bool = False
 
 
 @dataclass(frozen=True)

@@ -212,6 +212,8 @@ class Peer:
             new = event.peer not in self.neighbours
             if event.peer in self.evicted:
                 return []
+            if event.inbound and event.peer not in self.discovered:
+                return self._on_inbound(event)
             cap = self.config.max_neighbours
             if new and cap is not None and len(self.neighbours) >= cap:
                 self.counters["neighbour_cap"] += 1
@@ -284,12 +286,12 @@ class Peer:
         env = self.validator.check(ev.data, now=ev.now, current_round=self.round, link_sender=link)
         if env is None:
             rej = self.validator.last_reject
-            out: list[Command] = [Log("reject", {"from": ev.sender,
-                                                 "reason": rej.reason if rej else "?",
-                                                 "detail": rej.detail if rej else ""})]
+            logged: list[Command] = [Log("reject", {"from": ev.sender,
+                                                    "reason": rej.reason if rej else "?",
+                                                    "detail": rej.detail if rej else ""})]
             if rej is not None and ev.sender is not None and rej.reason in HOSTILE_REASONS:
-                out += self._strike(ev.sender)
-            return out
+                logged += self._strike(ev.sender)
+            return logged
         sender = peer_id_from_bytes(env.sender)
         if env.kind is Kind.PING:
             return self._send_one(Kind.PONG, EmptyBody(), sender, ev.now)
@@ -369,6 +371,19 @@ class Peer:
             return []
         _, vector, num_samples = self._sent
         return self._broadcast(Kind.UPDATE, vector, num_samples, [peer], now)
+
+    def _on_inbound(self, event: PeerDiscovered) -> list[Command]:
+        """A peer that only dialled us: a neighbour only as one of ``max_adopted``
+        strangers (until the runtime reports it found the peer itself)."""
+        if event.peer in self.adopted:
+            return []
+        if (not self.config.adopt_senders or self.config.role is not Role.GOSSIP
+                or len(self.adopted) >= self.config.max_adopted):
+            self.counters["inbound_ignored"] += 1
+            return []
+        self.adopted.add(event.peer)
+        out = self._pull(event.peer, event.now) if self.phase is not Phase.IDLE else []
+        return out + self._resend(event.peer, event.now) + self._maybe_merge(event.now)
 
     def _strike(self, sender: PeerId) -> list[Command]:
         """Count a hostile reject against ``sender``; evict it at ``evict_after``."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import signal
@@ -26,6 +27,7 @@ from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
+    attack_spec,
     existing_file,
     listen_multiaddr,
     nonneg_int,
@@ -53,6 +55,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rounds", type=positive_int, default=None, help="stop after R rounds")
     p.add_argument("--shard", type=nonneg_int, default=None,
                    help="which part of the split to train on (default: hash of the PeerID)")
+    p.add_argument("--attack", type=attack_spec, default=None, metavar="SPEC",
+                   help="run this peer as a Byzantine attacker (e.g. alie, sign-flip:scale=4, "
+                        "label-flip); for robustness tests of your own mesh")
     p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
     p.add_argument("--verbose", action="store_true", help="show libp2p's own log messages")
     add_node_flags(p)
@@ -88,7 +93,11 @@ async def _run(args: argparse.Namespace) -> int:
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
     console = Console(stderr=True)
     identity = load_or_create_identity(args.data_dir)
-    cfg = node_config(args, shard=args.shard, rounds=args.rounds)
+    cfg = dataclasses.replace(node_config(args, shard=args.shard, rounds=args.rounds),
+                              attack=args.attack)
+    if cfg.attack is not None:
+        console.print(f"this peer is Byzantine: it sends {cfg.attack!r} instead of its model",
+                      style="yellow", soft_wrap=True, markup=False, highlight=False)
     transport = Libp2pTransport(
         identity,
         listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],

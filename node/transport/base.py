@@ -51,8 +51,14 @@ class Received:
 
 @dataclass(frozen=True)
 class PeerConnected:
+    """A swarm member is reachable. ``inbound``: it only came to us (it opened our
+    update stream) and we have not found it ourselves (discovery, ``connect``); a later
+    PeerConnected with ``inbound=False`` says we have. The Peer bounds inbound-only
+    peers like adopted strangers, so identities that dial in cannot capture its view."""
+
     peer: PeerId
     addrs: tuple[str, ...] = ()
+    inbound: bool = False
 
 
 @dataclass(frozen=True)

@@ -144,8 +144,10 @@ class FilteredTransport:
             if not self.visible(item.peer):
                 self.stats.hidden_connects += 1
                 return None
+            if self.allowed is not None and item.inbound:
+                item = PeerConnected(item.peer, item.addrs)  # the imposed graph vouches
             if item.peer in self._shown:
-                return None
+                return item if not item.inbound else None  # an inbound-only peer found
             self._shown.add(item.peer)
             return item
         # PeerDisconnected

@@ -466,6 +466,7 @@ class Libp2pTransport:
         self._dht: Any = None
         self._members: set[str] = set()
         self._live: set[str] = set()
+        self._inbound_only: set[str] = set()  # live, but only because they dialled us
         self._conn_since: dict[str, float] = {}
         self._out_streams: dict[str, Any] = {}
         self._send_locks: dict[str, Any] = {}
@@ -774,13 +775,21 @@ class Libp2pTransport:
         except Exception:
             return ()
 
-    def _mark_live(self, peer: str, addrs: Iterable[str] = ()) -> None:
-        if peer == self._id or peer in self._live or not self._is_connected(peer):
+    def _mark_live(self, peer: str, addrs: Iterable[str] = (), *, inbound: bool = False) -> None:
+        if peer == self._id or not self._is_connected(peer):
+            return
+        if peer in self._live:
+            if not inbound and peer in self._inbound_only:  # found it ourselves now
+                self._inbound_only.discard(peer)
+                self._emit(PeerConnected(peer, tuple(addrs) or self._peer_addrs(peer)))
             return
         self._live.add(peer)
+        if inbound:
+            self._inbound_only.add(peer)
         shown = tuple(addrs) or self._peer_addrs(peer)
-        logger.info("peer %s connected (%s)", peer, ", ".join(shown))
-        self._emit(PeerConnected(peer, shown))
+        logger.info("peer %s connected (%s)%s", peer, ", ".join(shown),
+                    " inbound" if inbound else "")
+        self._emit(PeerConnected(peer, shown, inbound=inbound))
 
     def _on_connected(self, conn: Any) -> None:
         peer = str(conn.muxed_conn.peer_id)
@@ -806,6 +815,7 @@ class Libp2pTransport:
         self._out_streams.pop(peer, None)
         if peer in self._live:
             self._live.discard(peer)
+            self._inbound_only.discard(peer)
             logger.info("peer %s disconnected", peer)
             self._emit(PeerDisconnected(peer))
 
@@ -975,7 +985,7 @@ class Libp2pTransport:
         peer = str(pid)
         if peer not in self._members:
             self._members.add(peer)
-        self._mark_live(peer)
+        self._mark_live(peer, inbound=True)
         try:
             while True:
                 payload = await self._read_frame(stream, peer)

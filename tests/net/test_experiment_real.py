@@ -130,7 +130,14 @@ def test_real_mode_turns_the_timeline_into_kill_restart_and_partition(tmp_path: 
     (part,) = [e for e in evs if e.get("event") == "Partition"]
     assert part["components"] == 2
     a, b = (set(g) for g in part["groups"])
-    assert blocked & a and blocked & b and blocked == unblocked
+    # each side of a partition runs at its own pace: a fast side may finish all its
+    # rounds before the slower side's median reaches the heal, and a finished peer has
+    # nothing left to unblock; every peer still running at the heal is unblocked
+    (heal_ev,) = [e for e in evs if e.get("event") == "Heal"]
+    done_before_heal = {e["i"] for e in evs
+                        if e.get("event") == "finished" and e["t"] <= heal_ev["t"]}
+    assert blocked & a and blocked & b
+    assert blocked - done_before_heal <= unblocked <= blocked
     for name in ("accuracy.png", "scenario.toml", "peers.json"):
         assert (run / name).exists(), name
     assert_no_processes_left(run)

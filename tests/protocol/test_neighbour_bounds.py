@@ -52,3 +52,12 @@ def test_stale_and_replayed_messages_are_not_held_against_a_neighbour() -> None:
                                                             round_=1, seq=seq), 1.0))
     assert p.validator.rejects["stale"] == 5
     assert slow.peer_id in p.neighbours and p.counters["evicted"] == 0
+
+
+def test_peers_that_only_dialled_in_are_bounded_like_strangers_until_found() -> None:
+    p = _peer(max_adopted=3)
+    for i in range(2, 12):
+        p.handle(PeerDiscovered(ident(i).peer_id, 0.0, inbound=True))
+    assert len(p.neighbours) == 3 and p.counters["inbound_ignored"] == 7
+    p.handle(PeerDiscovered(ident(11).peer_id, 1.0))  # discovery found it: a neighbour
+    assert ident(11).peer_id in p.discovered and len(p.neighbours) == 4
