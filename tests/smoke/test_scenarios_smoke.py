@@ -69,7 +69,8 @@ def test_scenario_file_runs_end_to_end_through_the_cli(path: Path, tmp_path: Pat
     assert (out / "events.jsonl").exists() and (out / "accuracy.png").stat().st_size > 0
 
 
-@pytest.mark.parametrize("path", [p for p in SCENARIOS if not is_modest(p)],
+@pytest.mark.parametrize("path", [p for p in SCENARIOS
+                                  if not is_modest(p) and "[[timeline]]" in p.read_text()],
                          ids=lambda p: p.name)
 def test_scenario_timeline_fires_inside_a_short_run(path: Path) -> None:
     """The file's timeline, scaled in time to land inside round 1..3, runs to the end."""
