@@ -207,23 +207,7 @@ class Peer:
         if isinstance(event, MergeDone):
             return self._on_merged(event)
         if isinstance(event, PeerDiscovered):
-            if event.peer == self.peer_id:
-                return []
-            new = event.peer not in self.neighbours
-            if event.peer in self.evicted:
-                return []
-            if event.inbound and event.peer not in self.discovered:
-                return self._on_inbound(event)
-            cap = self.config.max_neighbours
-            if new and cap is not None and len(self.neighbours) >= cap:
-                self.counters["neighbour_cap"] += 1
-                return [Log("neighbour_cap", {"peer": event.peer, "cap": cap})]
-            self.discovered.add(event.peer)
-            self.adopted.discard(event.peer)
-            out = self._pull(event.peer, event.now) if self.phase is not Phase.IDLE else []
-            if new:
-                out += self._resend(event.peer, event.now)
-            return out + self._maybe_merge(event.now)
+            return self._on_discovered(event)
         if isinstance(event, PeerLost):
             self.discovered.discard(event.peer)
             self.adopted.discard(event.peer)
@@ -371,6 +355,23 @@ class Peer:
             return []
         _, vector, num_samples = self._sent
         return self._broadcast(Kind.UPDATE, vector, num_samples, [peer], now)
+
+    def _on_discovered(self, event: PeerDiscovered) -> list[Command]:
+        if event.peer == self.peer_id or event.peer in self.evicted:
+            return []
+        if event.inbound and event.peer not in self.discovered:
+            return self._on_inbound(event)
+        new = event.peer not in self.neighbours
+        cap = self.config.max_neighbours
+        if new and cap is not None and len(self.neighbours) >= cap:
+            self.counters["neighbour_cap"] += 1
+            return [Log("neighbour_cap", {"peer": event.peer, "cap": cap})]
+        self.discovered.add(event.peer)
+        self.adopted.discard(event.peer)
+        out = self._pull(event.peer, event.now) if self.phase is not Phase.IDLE else []
+        if new:
+            out += self._resend(event.peer, event.now)
+        return out + self._maybe_merge(event.now)
 
     def _on_inbound(self, event: PeerDiscovered) -> list[Command]:
         """A peer that only dialled us: a neighbour only as one of ``max_adopted``
