@@ -311,6 +311,8 @@ class Peer:
     def _is_neighbour(self, sender: PeerId) -> bool:
         if sender in self.discovered or sender in self.adopted:
             return True
+        if sender in self.evicted:
+            return False
         if (self.config.adopt_senders and self.config.role is Role.GOSSIP
                 and len(self.adopted) < self.config.max_adopted):
             self.adopted.add(sender)

@@ -40,6 +40,9 @@ def test_a_neighbour_sending_garbage_is_evicted_and_cannot_come_back() -> None:
     assert p.neighbours == {good.peer_id} and p.counters["evicted"] == 1
     p.handle(PeerDiscovered(bad.peer_id, 2.0))
     assert bad.peer_id not in p.neighbours
+    valid = update_bytes(bad, np.zeros(D, np.float32), seq=2)  # nor adopted as a stranger
+    p.handle(MessageReceived(bad.peer_id, valid, 3.0))
+    assert bad.peer_id not in p.neighbours and p.validator.rejects["not_neighbour"] == 1
 
 
 def test_stale_and_replayed_messages_are_not_held_against_a_neighbour() -> None:
