@@ -31,7 +31,6 @@ import torch
 
 from rumor import aggregation
 from rumor.aggregation.layout import Layout
-from rumor.aggregation.monna import DEFAULT_BETA as MONNA_BETA
 from rumor.node.attacks import (
     AttackSpec,
     add_trigger,
@@ -140,9 +139,8 @@ class SimulationConfig:
                               round_timeout=self.modest_round_timeout)
 
     def effective_polyak_beta(self) -> float | None:
-        if self.polyak_beta is not None:
-            return self.polyak_beta
-        return MONNA_BETA if self.aggregator == "monna" else None
+        """The momentum every simulated peer trains with (ProtocolConfig's rule)."""
+        return self.protocol().effective_polyak_beta()
 
     def protocol(self, attack: str | None = None) -> ProtocolConfig:
         """The one ProtocolConfig of a simulated peer (sim differences applied;
@@ -480,8 +478,6 @@ class Simulation:
             r, hints = self._training[p]
             groups.setdefault((r, hints.polyak_beta), []).append(p)
         for (r, beta), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
-            if beta is not None and self.momentum_state is None:
-                self.momentum_state = torch.zeros_like(self.params)
             base = self.params[rows].clone()
             out = self.trainer.train(
                 self.params, self.indices, seed=self.config.seed, round=r, rows=rows,

@@ -17,6 +17,7 @@ with three guarantees on top of the rule:
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -53,11 +54,11 @@ class RuleMerger:
         self.rule = resolve_rule(aggregator)
         self.defense: aggregation.Defense | None = None
         if is_stateful(aggregator):
-            params = dict(self.params)
-            if aggregator in ("sybilwall", "bristle"):
-                params.setdefault("seed", seed)
-            if aggregator == "bristle":  # needs the peer's local validation data
-                params.update(evaluator=evaluator, layout=layout)
+            # what the engine knows about this peer, for defenses whose factory asks
+            # for it by name (SybilWall/Bristle: seed; Bristle: evaluator, layout)
+            context = {"seed": seed, "evaluator": evaluator, "layout": layout}
+            accepted = inspect.signature(aggregation.DEFENSES[aggregator]).parameters
+            params = {**{k: v for k, v in context.items() if k in accepted}, **self.params}
             self.defense = aggregation.make_defense(aggregator, **params)
 
     @property

@@ -836,8 +836,8 @@ class Libp2pTransport:
                 data = await stream.read(_READ_CHUNK)
                 if not data:
                     break
-        except Exception:
-            pass
+        except Exception as exc:  # a reset or closed stream: its end, noticed
+            logger.debug("outbound stream to %s ended: %r", peer, exc)
         if self._out_streams.get(peer) is stream:
             del self._out_streams[peer]
 
