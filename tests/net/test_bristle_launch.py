@@ -4,12 +4,11 @@ travels, in the normal signed UPDATE envelope."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
-from tests.net.test_launch import STARTUP, assert_no_processes_left, launch, worker_pids
+from tests.net.test_launch import assert_no_processes_left, launch_rows, worker_pids
 
 pytestmark = pytest.mark.net
 
@@ -17,16 +16,9 @@ pytestmark = pytest.mark.net
 @pytest.mark.timeout(400)
 def test_launch_bristle_head_with_the_bristle_defense_finishes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    proc = launch(out, "--peers", "4", "--rounds", "3", "--per-process", "2",
-                  "--round-timeout", "10", "--aggregator", "bristle",
-                  "--model", "bristle-head", "--split", "dirichlet:0.5")
-    try:
-        log, _ = proc.communicate(timeout=STARTUP + 120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, log.decode(errors="replace")[-3000:]
-    with (out / "metrics.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
+    rows = launch_rows(out, "--peers", "4", "--rounds", "3", "--per-process", "2",
+                       "--round-timeout", "10", "--aggregator", "bristle",
+                       "--model", "bristle-head", "--split", "dirichlet:0.5")
     assert [int(r["round"]) for r in rows] == [1, 2, 3]
     assert all(int(r["peers_alive"]) == 4 for r in rows)
     assert all(int(r["rejects"]) == 0 for r in rows)

@@ -53,6 +53,18 @@ def launch(out: Path, *extra: str) -> subprocess.Popen[bytes]:
                             stderr=subprocess.STDOUT)
 
 
+def launch_rows(out: Path, *extra: str) -> list[dict[str, str]]:
+    """Run a launch to its end (exit code 0 asserted) and return its metrics.csv rows."""
+    proc = launch(out, *extra)
+    try:
+        log, _ = proc.communicate(timeout=STARTUP + 120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, log.decode(errors="replace")[-3000:]
+    with (out / "metrics.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
 def events(out: Path) -> list[dict[str, object]]:
     path = out / "events.jsonl"
     if not path.exists():

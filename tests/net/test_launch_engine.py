@@ -3,12 +3,11 @@ over loopback libp2p exactly as in the simulator (`rumor launch --byzantine --at
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 
-from tests.net.test_launch import STARTUP, assert_no_processes_left, launch, worker_pids
+from tests.net.test_launch import assert_no_processes_left, launch_rows, worker_pids
 
 pytestmark = pytest.mark.net
 
@@ -18,16 +17,9 @@ def test_launch_with_an_attacker_and_sybilwall_gossips_history_records_for_real(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "run"
-    proc = launch(out, "--peers", "4", "--rounds", "3", "--per-process", "2",
-                  "--round-timeout", "10", "--byzantine", "1", "--attack", "sign-flip:scale=4",
-                  "--aggregator", "sybilwall")
-    try:
-        log, _ = proc.communicate(timeout=STARTUP + 120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, log.decode(errors="replace")[-3000:]
-    with (out / "metrics.csv").open() as fh:
-        rows = list(csv.DictReader(fh))
+    rows = launch_rows(out, "--peers", "4", "--rounds", "3", "--per-process", "2",
+                       "--round-timeout", "10", "--byzantine", "1",
+                       "--attack", "sign-flip:scale=4", "--aggregator", "sybilwall")
     assert [int(r["round"]) for r in rows] == [1, 2, 3]
     assert all(int(r["peers_alive"]) == 3 for r in rows)  # the attacker is not evaluated
     # signed HISTORY records and UPDATEs arrive in order: nothing is rejected as a replay
