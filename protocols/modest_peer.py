@@ -218,7 +218,7 @@ class ModestPeer(Peer):
         for ch in self._checks.values():
             due.append(ch.pinged_at + self.settings.ping_timeout
                        if ch.pinged_at is not None else ch.at)
-        if self.model is not None and self.phase is not Phase.DONE:
+        if self._stall_armed():
             due.append(self._stall_ping + self.settings.ping_timeout
                        if self._stall_ping is not None
                        else self._progress_at + self._stall_after)
@@ -511,11 +511,17 @@ class ModestPeer(Peer):
         out += self._due_merges(now)
         return out
 
+    def _stall_armed(self) -> bool:
+        """Whether the stall timer runs (one predicate for ``next_deadline`` and
+        ``_stall``: a deadline that its handler ignores would wake the runtime forever)."""
+        return self.model is not None and self.phase not in (Phase.DONE, Phase.TRAINING)
+
     def _stall(self, now: float) -> list[Command]:
         """Nothing newer heard for stall_timeout (x1-1.5, per peer): ask the s peers
         heard from last; if none of them knows a newer round either, the round was
         lost with its holders (all crashed): restart it from the own model."""
-        if self.model is None or self.phase in (Phase.DONE, Phase.TRAINING):
+        model = self.model
+        if model is None or not self._stall_armed():
             return []
         if self._stall_ping is None:
             if now < self._progress_at + self._stall_after:
@@ -535,7 +541,7 @@ class ModestPeer(Peer):
         self.horizon = q
         self._model_round = max(self._model_round, q)
         self.round = q
-        return [Log("modest_stall_restart", {"round": q}), *self._launch(q, self.model, now)]
+        return [Log("modest_stall_restart", {"round": q}), *self._launch(q, model, now)]
 
     def _verify_inbox(self, col: _Collect, now: float) -> list[Command]:
         if col.pinged is None and now >= col.verify:
