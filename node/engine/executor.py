@@ -5,10 +5,11 @@
       StartTraining(r, h)   -> backend.start_training(r, h)   (answers TrainingDone later)
       Merge(r, ...)         -> outcome = peer.merger.merge(backend.own_model(), cmd)
                                backend.log(each outcome event); backend.adopt(r, vector)
-                               feed(MergeDone(r, vector, now, forward, rejected))
-      AdoptModel(r, v)      -> backend.adopt(r, v); feed(MergeDone(r, v, now))
+                               then MergeDone(r, vector, now, forward, rejected)
+      AdoptModel(r, v)      -> backend.adopt(r, v); then MergeDone(r, v, now)
       Finished(r)           -> backend.finished(r)
       Log(event, fields)    -> backend.log(event, fields)
+    "then" = fed after the whole list ran, so sends keep their emission order;
     and after each handle: backend.wake_at(peer.next_deadline())
 
 A runtime provides only the Backend (how bytes move, how training runs, where the model
@@ -72,7 +73,11 @@ class CommandExecutor:
         self.backend.wake_at(self.peer.next_deadline())
 
     def execute(self, commands: list[Command]) -> None:
+        """Carry out ``commands`` in order; the events they produce (MergeDone) are fed
+        only after the whole list, so a merge's follow-up sends never overtake sends
+        that came earlier in the same list (per-neighbour order = emission order)."""
         b = self.backend
+        follow_ups: list[Event] = []
         for c in commands:
             if isinstance(c, Send):
                 b.send(c.to, c.data, c.round)
@@ -86,12 +91,14 @@ class CommandExecutor:
                     self.peer.counters[name] += 1
                     b.log(name, fields)
                 b.adopt(c.round, outcome.vector, c)
-                self.feed(MergeDone(c.round, outcome.vector, b.now(), outcome.forward,
-                                    outcome.rejected))
+                follow_ups.append(MergeDone(c.round, outcome.vector, b.now(),
+                                            outcome.forward, outcome.rejected))
             elif isinstance(c, AdoptModel):
                 b.adopt(c.round, c.vector, None)
-                self.feed(MergeDone(c.round, c.vector, b.now()))
+                follow_ups.append(MergeDone(c.round, c.vector, b.now()))
             elif isinstance(c, Finished):
                 b.finished(c.round)
             elif isinstance(c, Log):
                 b.log(c.event, c.fields)
+        for event in follow_ups:
+            self.feed(event)
