@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PKGS   := node protocols aggregation topology scripts
 
-.PHONY: run test test-all lint typecheck bench simulate clean
+.PHONY: run test test-all test-tools lint typecheck bench simulate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -24,11 +24,15 @@ run: $(STAMP)
 simulate: $(STAMP)
 	$(BIN)/rumor simulate --peers 50 --rounds 40 --topology regular:8 --aggregator variance-corrected --out runs/simulate
 
-test: $(STAMP)
+# test-only system tools (chromium, chromedriver, iproute2, iptables); see .ci/install-test-tools
+test-tools:
+	@./.ci/install-test-tools
+
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest -q -m "not slow" tests
 	$(MAKE) --no-print-directory lint
 
-test-all: $(STAMP)
+test-all: $(STAMP) test-tools
 	$(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
