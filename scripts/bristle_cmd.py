@@ -22,6 +22,7 @@ from rumor.node.bristle import METHODS, PRESET, compare, method_config
 from rumor.node.scenario import load_scenario
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.options import (
+    add_threads_flag,
     existing_file,
     nonneg_int,
     positive_int,
@@ -47,6 +48,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--rounds", type=positive_int, default=None)
     p.add_argument("--seed", type=seed_int, default=None)
     p.add_argument("--out", type=writable_dir, default=Path("runs/bristle"))
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 

@@ -7,23 +7,33 @@ OSError on a path the user gave), 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from rumor.protocols.errors import ConfigError, RumorError
-from rumor.scripts import (
-    bristle_cmd,
-    compare_cmd,
-    data_cmd,
-    experiment_cmd,
-    join_cmd,
-    launch_cmd,
-    modest_cmd,
-    robustness_cmd,
-    simulate_cmd,
-)
+
+# name -> (module, one-line help). A module is imported only when its subcommand is
+# chosen, so `rumor --help` loads no torch/libp2p and `rumor simulate` no libp2p/Bristle.
+# The help here must equal the one the module registers (tests/unit/test_cli_lazy.py).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("rumor.scripts.simulate_cmd",
+                 "simulate N peers in one process (virtual clock, deterministic from --seed)"),
+    "data": ("rumor.scripts.data_cmd", "prepare and list datasets"),
+    "join": ("rumor.scripts.join_cmd", "run one peer that joins (or starts) a live mesh"),
+    "compare": ("rumor.scripts.compare_cmd",
+                "run the same simulation under several aggregators"),
+    "experiment": ("rumor.scripts.experiment_cmd",
+                   "run scenario files (disasters, churn, partitions)"),
+    "launch": ("rumor.scripts.launch_cmd",
+               "start N peers on this machine (real libp2p on loopback) and watch them train"),
+    "bristle": ("rumor.scripts.bristle_cmd", "Bristle vs averaging: accuracy on unseen classes"),
+    "modest": ("rumor.scripts.modest_cmd", "MoDeST: sampled training rounds under churn"),
+    "robustness": ("rumor.scripts.robustness_cmd",
+                   "regenerate the Byzantine/Sybil robustness tables"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,21 +43,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"rumor: error: {_one_line(message)} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand argv names: its first token that is not an option (the top-level
+    parser has no option that takes a value), or None."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``rumor`` parser with every subcommand listed; only ``command``'s module is
+    imported and given its full set of flags (all of them when ``command`` is "*")."""
     parser = _Parser(
         prog="rumor",
         description="Decentralized gossip learning: signed model updates, robust merging.",
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    simulate_cmd.add_parser(sub)
-    data_cmd.add_parser(sub)
-    join_cmd.add_parser(sub)
-    compare_cmd.add_parser(sub)
-    experiment_cmd.add_parser(sub)
-    launch_cmd.add_parser(sub)
-    bristle_cmd.add_parser(sub)
-    modest_cmd.add_parser(sub)
-    robustness_cmd.add_parser(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if command in (name, "*"):
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
@@ -83,7 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit codes: 0 success, 1 runtime failure, 2 bad input (a bad flag, ConfigError, or
     an OSError on a path the user gave), 130 Ctrl-C.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2, its line already printed)
@@ -92,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"rumor: error: {_one_line(str(exc))}", file=sys.stderr)
         return 2
     try:
+        if getattr(args, "threads", None) is not None:
+            from rumor.node.threads import apply_threads
+
+            apply_threads(args.threads)
         return int(args.func(args))
     except ConfigError as exc:
         print(f"rumor: error: {_one_line(str(exc))}", file=sys.stderr)

@@ -21,6 +21,7 @@ from rumor.node.compare import compare_configs, run_compare
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import RoundCallback, SimulationConfig
 from rumor.scripts.options import (
+    add_threads_flag,
     dataset_name,
     dir_path,
     model_name,
@@ -53,6 +54,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
     p.add_argument("--out", type=writable_dir, default=Path("runs/compare"))
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 

@@ -27,6 +27,7 @@ from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
+    add_threads_flag,
     attack_spec,
     existing_file,
     listen_multiaddr,
@@ -61,6 +62,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
     p.add_argument("--verbose", action="store_true", help="show libp2p's own log messages")
     add_node_flags(p)
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 

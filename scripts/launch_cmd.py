@@ -36,6 +36,7 @@ from rumor.node.simulation import SimulationConfig, byzantine_peers
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
+    add_threads_flag,
     attack_spec,
     launch_placement,
     nonneg_int,
@@ -90,6 +91,7 @@ def add_parser(sub: Any) -> None:
                    help="which peers are Byzantine: random (the simulator's seeded draw) "
                    "or list:I,J,... (hubs needs a topology: a launch has none)")
     add_node_flags(p)
+    add_threads_flag(p, what=" of this process and of each worker process")
     p.set_defaults(func=run)
 
 
@@ -131,6 +133,7 @@ def mesh_config(args: argparse.Namespace) -> MeshConfig:
         discovery_interval=args.discovery_interval,
         ready_timeout=args.ready_timeout,
         verbose=args.verbose,
+        threads=args.threads,
         plans=plans,
         excluded=excluded,
     )

@@ -275,3 +275,13 @@ def dir_path(text: str) -> str:
         where = "is" if probe == path else f"is under {probe}, which is"
         raise argparse.ArgumentTypeError(f"{text} {where} a file, not a directory")
     return text
+
+
+def add_threads_flag(p: argparse.ArgumentParser, *, what: str = "") -> None:
+    """``--threads N``: torch's thread count for this command (the CLI applies it once,
+    through rumor.node.threads.apply_threads, before the command does any work)."""
+    from rumor.node.threads import DEFAULT_THREADS
+
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                   help=f"torch threads{what} (default {DEFAULT_THREADS}: fastest on a "
+                        "loaded 2-core machine; more where cores are free)")

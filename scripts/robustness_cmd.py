@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from rumor.node.robustness import (
@@ -54,6 +53,7 @@ from rumor.node.robustness import (
     sybilwall,
 )
 from rumor.scripts.options import (
+    add_threads_flag,
     attack_spec,
     placement_spec,
     positive_float,
@@ -73,7 +73,6 @@ def add_parser(sub: Any) -> None:
                    default=["rules", "monna", "sybilwall"])
     p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test)")
     p.add_argument("--seed", type=seed_int, default=1)
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     g = p.add_argument_group("rules x attacks")
     g.add_argument("--rules", nargs="+", default=list(RULES),
                    help="rule names, optionally NAME@k=v,... for rule params")
@@ -97,6 +96,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--sybil-rounds", type=positive_int, default=30)
     g.add_argument("--alpha", type=positive_float, default=0.1)
     g.add_argument("--min-source", type=positive_int, default=10)
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 
@@ -277,7 +277,6 @@ def run(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     if args.quick:
         _quick(args)
-    torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     sections = {"rules": ("Rules x attacks", rules_section),

@@ -13,6 +13,7 @@ from rich.console import Console
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import SimulationConfig, run_simulation
 from rumor.scripts.options import (
+    add_threads_flag,
     attack_spec,
     dataset_name,
     dir_path,
@@ -86,6 +87,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", type=writable_dir, default=Path("runs/simulate"),
                    help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 
