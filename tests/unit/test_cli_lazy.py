@@ -101,3 +101,11 @@ def test_launch_workers_get_the_thread_count() -> None:
     parser = cli.build_parser("launch")
     cfg = mesh_config(parser.parse_args(["launch", "--peers", "2", "--threads", "3"]))
     assert cfg.threads == 3
+
+
+def test_apply_threads_refuses_zero() -> None:
+    from rumor.node.threads import apply_threads
+    from rumor.protocols.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        apply_threads(0)
