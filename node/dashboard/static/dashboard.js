@@ -144,7 +144,9 @@ function drawMesh(state) {
     el("line", { x1: pa.x, y1: pa.y, x2: pb.x, y2: pb.y, class: "edge" }, gEdges);
   }
   const gNodes = el("g", { class: "nodes" }, svg);
-  for (const p of peers) {
+  const order = peers.filter(p => p.state === "killed")
+    .concat(peers.filter(p => p.state !== "killed")); // live peers drawn on top
+  for (const p of order) {
     const pos = screen.get(p.i);
     const classes = ["node", p.state];
     if (p.byzantine) classes.push("byzantine");
@@ -300,8 +302,9 @@ function chart(svg, series, opts) {
 
 function drawCharts(state) {
   const rows = state.rows;
+  // an event that came after round r completed happened during round r + 1
   const markers = [...new Set(state.events
-    .filter(e => e.event !== "go" && e.round !== null).map(e => e.round))];
+    .filter(e => e.event !== "go" && e.round !== null).map(e => e.round + 0.5))];
   const xmax = state.rounds_target || undefined;
   chart(document.getElementById("acc-chart"), [{
     name: "mean", colour: "#2563eb",
@@ -360,7 +363,8 @@ function drawEvents(state) {
     const li = document.createElement("li");
     const r = document.createElement("span");
     r.className = "ev-round";
-    r.textContent = e.round !== null ? `round ${e.round}` : "";
+    r.textContent = e.round !== null ? `round ${e.round + 1}` : "";
+    r.title = e.round !== null ? `after round ${e.round} completed` : "";
     const k = document.createElement("span");
     k.className = `ev-kind ${e.event}`;
     k.textContent = e.event;
