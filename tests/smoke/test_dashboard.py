@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from rumor.node.dashboard import Board, start_dashboard
+from rumor.node.dashboard.feeds import JoinFeed, MeshFeed
 from rumor.node.dashboard.replay import Replayer, load_run
 from rumor.node.dashboard.server import STATIC
 from rumor.node.dashboard.state import PeerInfo, mark_partitioned
+from rumor.node.mesh.launcher import PeerView
 from rumor.node.results import RoundMetrics, write_metrics_csv
 from rumor.scripts.cli import main
 
@@ -176,3 +181,86 @@ def test_dashboard_command_says_what_is_wrong_with_a_directory(
     assert main(["dashboard", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("rumor: error:") and "metrics.csv" in err and "\n" not in err
+
+
+class _FakeMesh:
+    """What MeshFeed reads of a Mesh: its peers (PeerView), metrics rows, hooks."""
+
+    def __init__(self, peers: list[PeerView]) -> None:
+        self.peers = peers
+        self.n = len(peers)
+        self.rounds = 5
+        self.went = True
+        self.stop_reason: str | None = None
+        self.config = SimpleNamespace(excluded=frozenset({2}))
+        self.metrics = SimpleNamespace(rows=[row(1, 1.0)])
+        self.listeners: list[Any] = []
+        self.event_listeners: list[Any] = []
+
+
+async def test_mesh_feed_aggregates_every_peers_status_and_topology() -> None:
+    ids = ["PA", "PB", "PC", "PD"]
+    links = {"PA": ["PB", "PC"], "PB": ["PA"], "PC": ["PA", "PD"], "PD": ["PC"]}
+    runners = []
+    views = []
+    for i, me in enumerate(ids):
+        app = web.Application()
+        st = {"peer_id": me, "neighbours": links[me], "bytes_sent": 100 * (i + 1),
+              "rejects": {"bad_signature": i, "replay": 1}}
+        topo = {"nodes": [me, *links[me]], "edges": [[me, n] for n in links[me]]}
+
+        async def status(_: web.Request, st: dict[str, Any] = st) -> web.Response:
+            return web.json_response(st)
+
+        async def topology(_: web.Request, topo: dict[str, Any] = topo) -> web.Response:
+            return web.json_response(topo)
+
+        app.router.add_get("/status", status)
+        app.router.add_get("/topology", topology)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        views.append(PeerView(i, 0, peer=me, api=f"http://127.0.0.1:{runner.addresses[0][1]}",
+                              ready=True, round=1, acc=0.5 + i / 10))
+    views[3].alive = False  # killed: it keeps its place, loses its links
+    mesh = _FakeMesh(views)
+    board = Board()
+    feed = MeshFeed(mesh, board)  # type: ignore[arg-type]
+    try:
+        async with aiohttp.ClientSession() as session:
+            await feed.poll(session)
+        feed.publish()
+        feed.on_event({"t": 3.0, "event": "kill", "i": 3})
+        feed.on_event({"t": 3.1, "event": "round", "i": 0})  # chatter: not on the timeline
+    finally:
+        for r in runners:
+            await r.cleanup()
+    s = board.snapshot()
+    assert s["edges"] == [[0, 1], [0, 2]]  # the union of the live peers' links
+    assert [p["state"] for p in s["peers"]] == ["alive", "alive", "alive", "killed"]
+    assert [p["byzantine"] for p in s["peers"]] == [False, False, True, False]
+    assert [p["bytes_sent"] for p in s["peers"]][:3] == [100, 200, 300]
+    assert s["rejects"] == {"bad_signature": 3, "replay": 3}  # peer 3 was never polled
+    assert s["round"] == 1 and s["rounds_target"] == 5 and s["status"] == "running"
+    assert [e["text"] for e in s["events"]] == ["peer 3 killed (SIGKILL)"]
+    feed.finish("interrupted")
+    assert board.snapshot()["status"] == "stopped"
+
+
+def test_join_feed_shows_the_peer_its_neighbours_and_its_rounds() -> None:
+    history = [{"round": r, "acc": 0.5 + r / 10, "bytes_sent": 300 * r, "rejects": 0}
+               for r in (1, 2)]
+    rt = SimpleNamespace(
+        status=lambda: {"peer_id": "12D3KooWme", "round": 2, "last_accuracy": 0.7,
+                        "neighbours": ["12D3KooWaa", "12D3KooWbb"], "bytes_sent": 600,
+                        "rejects": {"replay": 2}, "finished": False},
+        history=history, peer=SimpleNamespace(config=SimpleNamespace(rounds=4)))
+    board = Board()
+    JoinFeed(rt, board).publish()  # type: ignore[arg-type]
+    s = board.snapshot()
+    assert [p["label"] for p in s["peers"]] == ["me KooWme", "KooWaa", "KooWbb"]
+    assert s["edges"] == [[0, 1], [0, 2]] and s["rejects"] == {"replay": 2}
+    assert [r["bytes_sent"] for r in s["rows"]] == [300, 300]  # per round, not cumulative
+    assert s["round"] == 2 and s["rounds_target"] == 4
