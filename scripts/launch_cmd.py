@@ -251,4 +251,7 @@ async def _run(args: argparse.Namespace) -> int:
             f"{last.acc_max:.4f}) after round {last.round}, {result.wall_time:.1f} s wall "
             f"-> {args.out}"
         )
+        if not args.no_dashboard:
+            console.print(f"replay it on the dashboard: rumor dashboard {args.out}",
+                          style="dim", soft_wrap=True, highlight=False, markup=False)
     return code

@@ -211,7 +211,6 @@ function chart(svg, series, opts) {
     return;
   }
   let x0 = Math.min(...xs, opts.xmin ?? Infinity), x1 = Math.max(...xs);
-  if (opts.xmax) x1 = Math.max(x1, Math.min(opts.xmax, x1 * 1.0));
   if (x1 <= x0) x1 = x0 + 1;
   if (series.some(s => s.bars)) { x0 -= 0.5; x1 += 0.5; }
   let y0 = opts.ymin ?? Math.min(...ys), y1 = opts.ymax ?? Math.max(...ys);
@@ -305,13 +304,12 @@ function drawCharts(state) {
   // an event that came after round r completed happened during round r + 1
   const markers = [...new Set(state.events
     .filter(e => e.event !== "go" && e.round !== null).map(e => e.round + 0.5))];
-  const xmax = state.rounds_target || undefined;
   chart(document.getElementById("acc-chart"), [{
     name: "mean", colour: "#2563eb",
     points: rows.map(r => [r.round, r.acc_mean]),
     band: rows.map(r => [r.round, r.acc_min, r.acc_max]),
     bandName: "min–max over peers", bandColour: "rgba(37,99,235,0.16)",
-  }], { ylabel: "test accuracy", ymin: 0, ymax: 1, markers, xmin: 0, xmax });
+  }], { ylabel: "test accuracy", ymin: 0, ymax: 1, markers, xmin: 0 });
   const cd = rows.map(r => [r.round, r.consensus_distance]);
   chart(document.getElementById("cd-chart"), [{
     name: "sqrt(mean ||x_i − x̄||²)", colour: "#7c3aed", points: cd,
