@@ -145,7 +145,8 @@ class MeshFeed:
             st = self._status.get(p.index, {})
             for reason, n in dict(st.get("rejects", {})).items():
                 rejects[reason] += int(n)
-            state = ("killed" if not p.alive else "starting" if not p.ready
+            state = ("starting" if p.index in mesh.rejoining  # restarted, not up yet
+                     else "killed" if not p.alive else "starting" if not p.ready
                      else "finished" if p.finished else "alive")
             peers.append(PeerInfo(
                 i=p.index, label=str(p.index), peer=p.peer, round=p.round, acc=p.acc,

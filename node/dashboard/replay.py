@@ -186,6 +186,8 @@ class Replayer:
             elif kind == "kill":
                 p.state = "killed"
                 links[i].clear()
+            elif kind == "restart":
+                p.state = "starting"  # until its new process says ready
             elif kind == "finished":
                 p.state = "finished"
             elif kind == "reject":

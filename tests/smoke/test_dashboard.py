@@ -194,6 +194,7 @@ class _FakeMesh:
         self.stop_reason: str | None = None
         self.config = SimpleNamespace(excluded=frozenset({2}))
         self.metrics = SimpleNamespace(rows=[row(1, 1.0)])
+        self.rejoining: dict[int, int | None] = {}
         self.listeners: list[Any] = []
         self.event_listeners: list[Any] = []
 
