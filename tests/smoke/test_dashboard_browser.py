@@ -7,7 +7,9 @@ follows the run: when a round completes the round counter and the curves move.
 
 1. A real Simulation (6 peers) in a thread, held after each round until the test lets
    it go, so "a round completed" is an event the test controls, not a race.
-2. A real ``rumor launch`` (3 peers, separate processes): the URL it prints, peers and
+2. A fixed Board with faults: a killed, a Byzantine and partitioned peers, rejects by
+   reason, a timeline event, no consensus distance; and no script error in the console.
+3. A real ``rumor launch`` (3 peers, separate processes): the URL it prints, peers and
    links aggregated from the peers' own /status and /topology, rounds moving.
 """
 
@@ -27,6 +29,7 @@ import pytest
 
 from rumor.node.dashboard import Board, DashboardThread
 from rumor.node.dashboard.serve import sim_board
+from rumor.node.dashboard.state import PeerInfo, mark_partitioned
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
 
@@ -139,6 +142,42 @@ def test_page_draws_the_simulated_peers_and_follows_each_completed_round(
         for _ in range(3):
             gate.release()
         worker.join(30)
+        server.close()
+
+
+@pytest.mark.timeout(120)
+def test_page_draws_faults_rejects_and_the_timeline_without_script_errors(
+        browser: Any) -> None:
+    board = Board("faults", "launch")
+    peers = [PeerInfo(i, str(i), acc=0.9, neighbours=1) for i in range(5)]
+    peers[1].state = "killed"
+    peers[2].byzantine = True
+    rows = [RoundMetrics(r, float(r), 0.8, 0.7, 0.9, 0.05, float("nan"), 10, 5000, 0, 0, 4)
+            for r in (1, 2)]
+    mark_partitioned(peers, [(0, 2), (3, 4)])
+    board.update(peers=peers, edges=[(0, 2), (3, 4)], rows=rows, status="running",
+                 rejects={"bad_signature": 5, "replay": 2})
+    board.add_event("kill", "peer 1 killed (SIGKILL)")
+    server = DashboardThread(board)
+    try:
+        browser.get(server.start())
+        until(browser, "5 peers", lambda d: len(states(d)) == 5)
+        drawn = states(browser)
+        assert drawn.count("killed") == 1
+        assert drawn.count("partitioned") == 2  # one of the two linked pairs
+        assert len(browser.find_elements("css selector", "#mesh circle.node.byzantine")) == 1
+        reasons = [e.text for e in browser.find_elements("css selector", ".bar-row .reason")]
+        assert reasons == ["bad_signature", "replay"]
+        assert browser.find_element("id", "rejects-now").text == "7"
+        assert browser.find_element("id", "peer-alive").text == "(4 alive)"
+        events = browser.find_elements("css selector", "#events li")
+        assert len(events) == 1 and "peer 1 killed" in events[0].text
+        assert len(browser.find_elements("css selector", "#acc-chart line.marker")) == 1
+        assert "not measured" in browser.find_element("id", "cd-chart").text
+        assert len(browser.find_elements("css selector", "#bytes-chart rect.bar")) == 2
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
         server.close()
 
 
