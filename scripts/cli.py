@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "modest": ("rumor.scripts.modest_cmd", "MoDeST: sampled training rounds under churn"),
     "robustness": ("rumor.scripts.robustness_cmd",
                    "regenerate the Byzantine/Sybil robustness tables"),
+    "dashboard": ("rumor.scripts.dashboard_cmd",
+                  "replay a finished run (metrics.csv + events.jsonl) on the web dashboard"),
 }
 
 

@@ -16,7 +16,8 @@ import pytest
 from rumor.scripts import cli
 
 HEAVY = ("torch", "libp2p", "multiaddr", "trio", "rumor.node.bristle", "rumor.node.mesh",
-         "rumor.node.transport.libp2p", "matplotlib", "scipy", "sklearn")
+         "rumor.node.transport.libp2p", "matplotlib", "scipy", "sklearn", "aiohttp",
+         "rumor.node.dashboard")
 
 _PROBE = """
 import contextlib, io, json, sys
@@ -56,7 +57,7 @@ def test_simulate_help_loads_torch_but_not_libp2p_or_bristle() -> None:
     assert isinstance(loaded, list)
     assert "torch" in loaded  # the defaults come from SimulationConfig (sanity of the probe)
     for name in ("libp2p", "multiaddr", "trio", "rumor.node.bristle", "rumor.node.mesh",
-                 "rumor.node.transport.libp2p"):
+                 "rumor.node.transport.libp2p", "aiohttp", "rumor.node.dashboard"):
         assert name not in loaded
 
 
