@@ -33,7 +33,7 @@ print(json.dumps({"code": code, "out": out.getvalue(), "loaded": loaded}))
 def probe(argv: list[str], heavy: tuple[str, ...] = HEAVY) -> dict[str, object]:
     done = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(argv), json.dumps(list(heavy))],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True, text=True, timeout=280, check=True,
     )
     result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
     return result
@@ -92,7 +92,7 @@ def test_threads_flag_reaches_torch() -> None:
             "torch.get_num_interop_threads()) or 0; "
             "sys.exit(cli.main(['simulate', '--threads', '2']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120, check=True)
+                          timeout=280, check=True)
     assert done.stdout.split() == ["2", "2"]
 
 
