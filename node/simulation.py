@@ -44,6 +44,7 @@ from rumor.node.engine import (
     Collusion,
     CommandExecutor,
     LocalEvaluator,
+    SharedDecoder,
     build_peer,
     needs_evaluator,
 )
@@ -54,6 +55,7 @@ from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
 from rumor.node.transport.base import Received
 from rumor.node.transport.virtual import VirtualHub, VirtualTransport
+from rumor.protocols import codec
 from rumor.protocols.config import ProtocolConfig, differences, for_runtime
 from rumor.protocols.errors import AggregationError, ConfigError, TransportError
 from rumor.protocols.events import (
@@ -72,6 +74,7 @@ from rumor.protocols.events import (
 from rumor.protocols.identity import Identity
 from rumor.protocols.modest_peer import ModestPeer, ModestSettings
 from rumor.protocols.peer import Peer, Role
+from rumor.protocols.validation import Decode
 from rumor.topology import (
     TimelineEvent,
     apply_events,
@@ -314,6 +317,8 @@ class Simulation:
             ep.on_receive = functools.partial(self._on_receive, i)
         self._collusion = (Collusion(cfg.sybil_noise, cfg.seed) if self.sybil_ids else None)
         self._view = round(2 * len(self.graph_edges) / max(1, self.total)) + 1
+        # unsigned messages are decoded once per message object, not per receiver
+        self.decode: Decode = codec.decode if cfg.sign else SharedDecoder()
         self.peers: list[Peer] = [self._make_peer(i) for i in range(self.total)]
         self.executors = [CommandExecutor(p, _SimBackend(self, i))
                           for i, p in enumerate(self.peers)]
@@ -442,10 +447,11 @@ class Simulation:
             role=role, server=server, seed=cfg.seed * 7919 + i, view=self._view,
             collusion=self._collusion if i in self.sybil_ids else None, member=i,
             evaluator=LocalEvaluator(self.trainer, self.indices[i], seed=cfg.seed * 7919 + i)
-            if needs_evaluator(cfg.aggregator) else None)
+            if needs_evaluator(cfg.aggregator) else None, decode=self.decode)
         if self.modest:
             return ModestPeer(peer.identity, peer.config, cfg.modest_settings(),
-                              merger=peer.merger, adversary=peer.adversary)
+                              merger=peer.merger, adversary=peer.adversary,
+                              decode=self.decode)
         return peer
 
     def _eval_rows(self) -> list[int]:
