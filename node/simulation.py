@@ -342,6 +342,7 @@ class Simulation:
         self.metrics: list[RoundMetrics] = []
         self.modest_rounds: list[dict[str, Any]] = []  # per aggregated round (modest)
         self.events: list[dict[str, Any]] = []
+        self.peer_accuracy: dict[int, float] = {}  # evaluated peers, last completed round
         self.eval_rows = self._eval_rows()
         self._eval_set = frozenset(self.eval_rows)
         self.x_eval, self.y_eval = self.dataset.x_test, self.dataset.y_test
@@ -389,6 +390,11 @@ class Simulation:
                 del self._tick_at[i]
                 self._feed(i, Tick(now))
         return self.metrics
+
+    @property
+    def graph_now(self) -> nx.Graph:
+        """The links working now (the topology after the timeline events so far)."""
+        return self.graph if self._graph_now is None else self._graph_now
 
     @property
     def defenses(self) -> dict[int, aggregation.Defense]:
@@ -678,13 +684,14 @@ class Simulation:
         members = set(group)
         chosen = [i for i in self.eval_rows if i in members]
         kept = [i for i in group if i in snap.rows]
-        if chosen:
-            sel = torch.stack([snap.rows[i] for i in chosen])
-        elif kept:  # no evaluated peer merged this round: the kept rows
-            sel = torch.stack([snap.rows[i] for i in kept])
+        if chosen or kept:  # kept: no evaluated peer merged this round
+            ids = chosen or kept
+            sel = torch.stack([snap.rows[i] for i in ids])
         else:  # nor any kept row: these peers' models now
-            sel = self.params[group[: max(1, len(self.eval_rows))]]
+            ids = group[: max(1, len(self.eval_rows))]
+            sel = self.params[ids]
         acc = self.trainer.evaluate(sel, self.x_eval, self.y_eval)
+        self.peer_accuracy = {i: float(a) for i, a in zip(ids, acc, strict=True)}
         m = RoundMetrics(
             round=round_ + 1,
             time=round(self.net.clock.now(), 6),
