@@ -42,11 +42,15 @@ def add_parser(sub: Any) -> None:
                    help="comma list of attacks ('none' for no Byzantine peers); "
                         "parameters with ';' e.g. sign-flip:scale=4")
     p.add_argument("--methods", default=",".join(METHODS), help="bristle,mean,local")
-    p.add_argument("--peers", type=positive_int, default=None)
-    p.add_argument("--byzantine", type=nonneg_int, default=None)
-    p.add_argument("--rounds", type=positive_int, default=None)
-    p.add_argument("--seed", type=seed_int, default=None)
-    p.add_argument("--out", type=writable_dir, default=Path("runs/bristle"))
+    p.add_argument("--peers", type=positive_int, default=None,
+                   help="number of peers (default: the scenario's)")
+    p.add_argument("--byzantine", type=nonneg_int, default=None,
+                   help="number of Byzantine peers (default: the scenario's)")
+    p.add_argument("--rounds", type=positive_int, default=None,
+                   help="rounds per run (default: the scenario's)")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed (default: the scenario's)")
+    p.add_argument("--out", type=writable_dir, default=Path("runs/bristle"),
+                   help="output directory")
     p.set_defaults(func=run)
 
 

@@ -40,18 +40,20 @@ from rumor.node.results import RoundMetrics
 from rumor.node.scenario import Scenario, load_scenario
 from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.options import positive_float, writable_dir
+from rumor.scripts.options import add_config_flag, positive_float, writable_dir
 from rumor.scripts.reporting import pyplot, write_run
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("experiment", help="run scenario files (disasters, churn, partitions)")
-    p.add_argument("scenarios", nargs="+", type=Path, help="scenario TOML files")
+    p.add_argument("scenarios", nargs="*", type=Path,
+                   help="scenario TOML files (or scenarios = [...] in --config)")
     p.add_argument("--mode", choices=["sim", "real", "both"], default="sim",
                    help="sim: in-process, virtual clock; real: one process per peer on a "
                    "loopback libp2p mesh, timeline events as real faults (kill -9, "
                    "restarts, link blocks); both: sim then real, compared")
-    p.add_argument("--out", type=writable_dir, default=Path("runs/experiments"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/experiments"),
+                   help="output directory: OUT/<scenario>/...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of every scenario, e.g. --set rounds=10")
     p.add_argument("--wall-cap", type=positive_float, default=None, metavar="SECONDS",
@@ -62,6 +64,7 @@ def add_parser(sub: Any) -> None:
                    "(default: a temporary dir, removed at the end)")
     p.add_argument("--verbose", action="store_true",
                    help="real mode: libp2p's own log messages in the worker logs")
+    add_config_flag(p)
     p.set_defaults(func=run)
 
 
@@ -209,13 +212,21 @@ def run_sim(sc: Scenario, d: Path, progress: Progress) -> Outcome:
     def on_round(m: RoundMetrics, t: TaskID = task) -> None:
         progress.update(t, completed=m.round, acc=m.acc_mean, alive=m.peers_alive)
 
-    rows = sim.run(on_round)
+    interrupted = False
+    try:
+        rows = sim.run(on_round)
+    except KeyboardInterrupt:  # write what was done; the command exits 130
+        rows, interrupted = list(sim.metrics), True
     wall = time.perf_counter() - t0
-    s = write_run(d, sim, rows, scenario=sc.name, description=sc.description, mode="sim",
-                  wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0)
+    s = write_run(d, sim, rows, title=sc.name, accuracy_plot=False, scenario=sc.name,
+                  description=sc.description, mode="sim",
+                  wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0,
+                  interrupted=interrupted)
     (d / "scenario.toml").write_text(sc.source)
     if rows:
         plot_run(sc, rows, d / "accuracy.png")
+    if interrupted:
+        return Outcome(sc, "sim", rows, wall, "interrupted")
     if not s["complete"]:  # said here, and the command exits 1 at the end
         progress.console.print(f"warning: {sc.name} (sim): incomplete run: {s['reason']}",
                                style="yellow", soft_wrap=True, markup=False, highlight=False)
@@ -280,6 +291,8 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not args.verbose:
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    if not args.scenarios:
+        raise ConfigError("give one or more scenario files (or scenarios = [...] in --config)")
     overrides = parse_overrides(args.set)
     scenarios = [load_scenario(p, overrides) for p in args.scenarios]  # fail fast
     names = [sc.name for sc in scenarios]

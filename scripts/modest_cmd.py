@@ -69,11 +69,13 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("modest", help="MoDeST: sampled training rounds under churn",
                        description=__doc__)
     p.add_argument("--config", type=existing_file, default=None,
-                   help="TOML with ModestConfig keys")
-    p.add_argument("--out", type=writable_dir, default=Path("runs/modest"))
+                   help="TOML with ModestConfig keys (default: none)")
+    p.add_argument("--out", type=writable_dir, default=Path("runs/modest"),
+                   help="output directory")
+    d = ModestConfig()
     for name, (conv, text) in _FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
-                       help=text)
+                       help=f"{text} (default: --config's, else {getattr(d, name)})")
     p.set_defaults(func=run)
 
 

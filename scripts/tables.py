@@ -1,0 +1,36 @@
+"""Plain-text tables for commands that print to stdout: aligned columns, one line per
+row, never wrapped (a pipe or a file gets every row whole), or markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
+               markdown: bool = False) -> str:
+    """The table as text ending in a newline; numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in r]
+                                           for r in rows]
+    if markdown:
+        lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+        return "\n".join(lines) + "\n"
+    widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
+    numeric = [all(_is_number(r[k]) for r in cells[1:]) and len(cells) > 1
+               for k in range(len(headers))]
+    out = []
+    for r in cells:
+        parts = [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(r, widths, numeric,
+                                                                         strict=True)]
+        out.append("  ".join(parts).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def _is_number(text: str) -> bool:
+    if text == "-":
+        return True
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
