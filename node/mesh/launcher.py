@@ -802,7 +802,7 @@ class Mesh:
             rejects=sum(p.rejects for p in self.peers),
             wall_time=wall,
             stopped=self.stop_reason,
-            interrupted=self.stop_reason == "interrupted",
+            interrupted=self.stop_reason in ("interrupted", "terminated"),
             errors=self.errors,
             **self.summary_extra(),
         )
