@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from rumor.node.attacks import parse_attack
 from rumor.node.bristle import METHODS, PRESET, compare, method_config
 from rumor.node.scenario import load_scenario
@@ -28,6 +26,7 @@ from rumor.scripts.options import (
     seed_int,
     writable_dir,
 )
+from rumor.scripts.tables import console as make_console
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "experiments" / "bristle.toml"
 
@@ -65,7 +64,7 @@ def base_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = make_console()
     base = base_config(args)
     attacks: list[str | None] = [None if a.strip() == "none" else a.strip().replace(";", ",")
                                  for a in args.attacks.split(",")]

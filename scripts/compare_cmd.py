@@ -33,8 +33,8 @@ from rumor.scripts.options import (
     topology_spec,
     writable_dir,
 )
-from rumor.scripts.reporting import console as make_console
 from rumor.scripts.reporting import pyplot, round_progress, write_run
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:

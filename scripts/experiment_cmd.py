@@ -42,6 +42,7 @@ from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.options import add_config_flag, positive_float, writable_dir
 from rumor.scripts.reporting import pyplot, write_run
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:
@@ -285,9 +286,7 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        console = Console(stderr=True, width=200)
+    console = make_console()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not args.verbose:
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)

@@ -18,8 +18,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from rumor.node.api import start_api
 from rumor.node.assembly import build_runtime
 from rumor.node.identity import load_or_create_identity
@@ -38,6 +36,7 @@ from rumor.scripts.options import (
     renamed_flag,
     writable_dir,
 )
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:
@@ -98,7 +97,7 @@ async def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not args.verbose:  # py-libp2p 0.8.1 logs harmless DHT stream errors at ERROR
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-    console = Console(stderr=True)
+    console = make_console()
     identity = load_or_create_identity(args.node_dir)
     cfg = dataclasses.replace(node_config(args, shard=args.shard, rounds=args.rounds),
                               attack=args.attack)

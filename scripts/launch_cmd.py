@@ -47,8 +47,8 @@ from rumor.scripts.options import (
     renamed_flag,
     writable_dir,
 )
-from rumor.scripts.reporting import console as make_console
 from rumor.scripts.reporting import plot_accuracy, plot_layer_variance
+from rumor.scripts.tables import console as make_console
 
 __all__ = ["add_parser", "default_per_process", "run"]
 

@@ -21,8 +21,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from rumor.node.config_fields import checked_fields
 from rumor.node.modest_preset import ModestConfig, ModestRound, run_modest
 from rumor.node.results import write_json
@@ -41,6 +39,7 @@ from rumor.scripts.options import (
     writable_dir,
 )
 from rumor.scripts.reporting import pyplot
+from rumor.scripts.tables import console as make_console
 
 _FLAGS: dict[str, tuple[Any, str]] = {
     "peers": (positive_int, "number of peers"),
@@ -141,7 +140,7 @@ def plot(rows: list[ModestRound], cfg: ModestConfig, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = make_console()
     cli = {name: getattr(args, name) for name in _FLAGS}
     cfg = load_config(args.config, cli)
     cfg.validate()

@@ -34,18 +34,10 @@ from rumor.node.results import (
     write_metrics_csv,
 )
 from rumor.node.simulation import Simulation
+from rumor.scripts.tables import PIPE_WIDTH, console
 
-PIPE_WIDTH = 250  # columns of a console that writes to a pipe or a file
-
-
-def console(*, stderr: bool = True) -> Console:
-    """A rich Console; on a pipe or file it is PIPE_WIDTH wide instead of 80, so log
-    lines, addresses and table rows are not wrapped (markdown tables are written with
-    plain ``print``/``write``, never through rich)."""
-    c = Console(stderr=stderr)
-    if not c.is_terminal:
-        c = Console(stderr=stderr, width=PIPE_WIDTH)
-    return c
+__all__ = ["PIPE_WIDTH", "console", "plot_accuracy", "plot_layer_variance", "pyplot",
+           "round_progress", "run_title", "write_run"]
 
 
 def round_progress(console: Console, fields: str, *, label: str = "{task.description}",

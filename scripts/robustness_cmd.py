@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,6 +65,7 @@ from rumor.scripts.options import (
     writable_dir,
 )
 from rumor.scripts.reporting import pyplot
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:
@@ -284,7 +286,7 @@ def _quick(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = make_console()
     if args.quick:
         _quick(args)
     torch.set_num_threads(args.threads)
@@ -304,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
         text, data = fn(args, console, out)
         md += [f"## {title}", "", text]
         results[key] = data
-        console.print(text)
+        sys.stdout.write(text)  # plain text: a pipe gets whole markdown rows
+        sys.stdout.flush()
     md.append(f"Total wall time {time.perf_counter() - t0:.0f} s.")
     (out / "robustness.md").write_text("\n".join(md) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -1,9 +1,23 @@
-"""Plain-text tables for commands that print to stdout: aligned columns, one line per
-row, never wrapped (a pipe or a file gets every row whole), or markdown."""
+"""Output that a pipe gets whole: plain-text tables (aligned columns, one line per row,
+or markdown) and a rich Console that does not wrap at 80 columns off a terminal."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from rich.console import Console
+
+PIPE_WIDTH = 250  # columns of a console that writes to a pipe or a file
+
+
+def console(*, stderr: bool = True) -> Console:
+    """A rich Console; on a pipe or file it is PIPE_WIDTH wide instead of 80, so log
+    lines, addresses and table rows are not wrapped (markdown tables are written with
+    plain ``print``/``write``, never through rich)."""
+    c = Console(stderr=stderr)
+    if not c.is_terminal:
+        c = Console(stderr=stderr, width=PIPE_WIDTH)
+    return c
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,

@@ -108,6 +108,10 @@ def test_status_peers_export_stop_on_a_running_launch(
                                  "peer_variance"]
     assert {int(v["round"]) for v in variance} == {int(r["round"]) for r in rows}
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    # each peer's own diagnostic: the variance of the models it received, per tensor
+    received = [e["received_variance"] for e in events(out)
+                if e.get("event") == "round" and "received_variance" in e]
+    assert received and all(len(r) == 2 and r[0][0] == "net.1.weight" for r in received)
     assert main(["stop", "--out", str(out)]) == 2  # nothing runs there any more
     assert "no running launch" in capsys.readouterr().err
     assert_no_processes_left(pids)
