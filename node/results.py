@@ -70,17 +70,28 @@ class LayerVariance:
 LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerVariance))
 
 
+_CHUNK = 1 << 22  # elements of float64 scratch at a time (32 MB), whatever P and d
+
+
 def layer_variance(round_: int, models: np.ndarray, layout: Layout) -> list[LayerVariance]:
-    """One LayerVariance per tensor of ``layout`` over the rows of ``models`` (P, d)."""
-    x = np.asarray(models, dtype=np.float64)
-    if x.ndim != 2 or not layout or x.shape[1] != layout[-1].stop:
+    """One LayerVariance per tensor of ``layout`` over the rows of ``models`` (P, d);
+    [] when the layout does not fit. float64 arithmetic in bounded chunks."""
+    x = np.asarray(models)
+    if x.ndim != 2 or not layout or x.shape[1] != layout[-1].stop or x.shape[0] < 1:
         return []
+    p = x.shape[0]
     out = []
     for s in layout:
-        part = x[:, s.start:s.stop]
-        out.append(LayerVariance(round_, s.name, s.is_weight,
-                                 float(part.var(axis=1).mean()),
-                                 float(part.var(axis=0).mean())))
+        n = s.stop - s.start
+        rows_at = max(1, _CHUNK // max(1, n))
+        within = np.concatenate([
+            x[i:i + rows_at, s.start:s.stop].astype(np.float64).var(axis=1)
+            for i in range(0, p, rows_at)])
+        cols_at = max(1, _CHUNK // p)
+        across = sum(float(x[:, j:min(j + cols_at, s.stop)].astype(np.float64)
+                           .var(axis=0).sum()) for j in range(s.start, s.stop, cols_at))
+        out.append(LayerVariance(round_, s.name, s.is_weight, float(within.mean()),
+                                 across / n))
     return out
 
 

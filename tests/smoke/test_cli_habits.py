@@ -188,11 +188,24 @@ def test_simulate_writes_plots_and_layer_variance(tmp_path: Path) -> None:
             assert float(after[name]["peer_variance"]) < 0.01 * float(r["peer_variance"])
 
 
-def test_layer_variance_formula() -> None:
+def test_layer_variance_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
 
     from rumor.aggregation.layout import LayerSlice
+    from rumor.node import results
     from rumor.node.results import layer_variance
+
+    big = np.random.default_rng(0).normal(size=(7, 30)).astype(np.float32)
+    two = (LayerSlice("a", 0, 10, (10,), True), LayerSlice("b", 10, 30, (20,), True))
+    whole = layer_variance(1, big, two)
+    monkeypatch.setattr(results, "_CHUNK", 9)  # many row and column chunks: same figures
+    chunked = layer_variance(1, big, two)
+    assert [v.weight_variance for v in chunked] == pytest.approx(
+        [v.weight_variance for v in whole])
+    assert [v.peer_variance for v in chunked] == pytest.approx([v.peer_variance for v in whole])
+    ref = big[:, 10:].astype(np.float64)
+    assert whole[1].weight_variance == pytest.approx(ref.var(axis=1).mean())
+    assert whole[1].peer_variance == pytest.approx(ref.var(axis=0).mean())
 
     x = np.array([[1.0, 3.0, 0.0], [3.0, 5.0, 0.0]])
     layout = (LayerSlice("w", 0, 2, (2,), True), LayerSlice("b", 2, 3, (1,), False))
