@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from rumor.scripts.options import (
     writable_dir,
 )
 from rumor.scripts.tables import console as make_console
+from rumor.scripts.tables import eta
 
 
 def add_parser(sub: Any) -> None:
@@ -111,13 +113,20 @@ async def _run(args: argparse.Namespace) -> int:
         bootstrap=_bootstrap_list(args),
     )
 
+    t0 = time.monotonic()
+    first: list[int] = []  # the first round this run finished
+
     def on_event(e: dict[str, Any]) -> None:
         if args.json:
             print(json.dumps(e, default=str), flush=True)
         elif e["event"] == "round":
+            first[:] = first or [e["round"] - 1]
+            left = eta(time.monotonic() - t0, e["round"] - first[0],
+                       None if args.rounds is None else args.rounds - first[0])
             console.print(
                 f"round {e['round']:4d}  acc {e['acc']:.4f}  neighbours {e['neighbours']}"
                 f"  merged {e['received']} updates{' (timeout)' if e['timed_out'] else ''}"
+                f"{left}"
             )
         elif e["event"] == "checkpoint_warning":
             console.print(f"[yellow]warning: {e['detail']}")

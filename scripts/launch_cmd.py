@@ -49,6 +49,7 @@ from rumor.scripts.options import (
 )
 from rumor.scripts.reporting import plot_accuracy, plot_layer_variance
 from rumor.scripts.tables import console as make_console
+from rumor.scripts.tables import eta
 
 __all__ = ["add_parser", "default_per_process", "run"]
 
@@ -177,14 +178,8 @@ def render(mesh: Mesh, t0: float) -> Group:
 
 
 def eta_text(mesh: Mesh) -> str:
-    """``"  eta 1m05s"`` once a round is done and a round limit is set: the time per
-    round so far times the rounds left."""
     rows = mesh.metrics.rows
-    if not mesh.rounds or not rows or rows[-1].round >= mesh.rounds:
-        return ""
-    per = rows[-1].time / max(1, len(rows))
-    left = int(per * (mesh.rounds - rows[-1].round))
-    return f"  eta {left // 60}m{left % 60:02d}s"
+    return eta(rows[-1].time, len(rows), mesh.rounds) if rows else ""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,7 +208,7 @@ async def _run(args: argparse.Namespace) -> int:
         console.print(
             f"round {m.round:4d}  acc mean {m.acc_mean:.4f} (min {m.acc_min:.4f}, max "
             f"{m.acc_max:.4f})  consensus distance {m.consensus_distance:.4f}  "
-            f"{m.time:6.1f} s"
+            f"{m.time:6.1f} s{eta_text(mesh)}"
         )
 
     mesh = Mesh(mesh_config(args), on_notice=lambda lv, t: print_notice(console, lv, t),

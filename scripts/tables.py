@@ -20,6 +20,16 @@ def console(*, stderr: bool = True) -> Console:
     return c
 
 
+def eta(elapsed: float, done: int, total: int | None) -> str:
+    """``"  eta 1m05s"`` once a round is done and a round limit is set: the time per
+    round so far times the rounds left ("" otherwise)."""
+    if not total or done < 1 or done >= total:
+        return ""
+    left = int(elapsed / done * (total - done))
+    return f"  eta {left // 3600}h{left % 3600 // 60:02d}m" if left >= 3600 else \
+        f"  eta {left // 60}m{left % 60:02d}s"
+
+
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[object]], *,
                markdown: bool = False) -> str:
     """The table as text ending in a newline; numbers right-aligned."""

@@ -249,6 +249,14 @@ def test_ctrl_c_writes_partial_results_and_exits_130(tmp_path: Path) -> None:
     assert b"interrupted after" in log
 
 
+def test_eta_text() -> None:
+    from rumor.scripts.tables import eta
+
+    assert eta(10.0, 1, 5) == "  eta 0m40s"  # 10 s a round, 4 left
+    assert eta(4000.0, 1, 3) == "  eta 2h13m"
+    assert eta(10.0, 0, 5) == eta(10.0, 5, 5) == eta(10.0, 2, None) == ""
+
+
 def test_tables_for_a_pipe_are_not_wrapped() -> None:
     from rumor.scripts.reporting import PIPE_WIDTH, console
 
