@@ -108,6 +108,7 @@ def plot(results: list[dict[str, Any]], path: Path, name: str = "aggregators com
         rows: list[RoundMetrics] = r["rows"]
         ax.plot([m.round for m in rows], [m.acc_mean for m in rows],
                 label=f"{r['aggregator']} ({r['peers']} peers)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("mean test accuracy")
     ax.set_ylim(0, 1)

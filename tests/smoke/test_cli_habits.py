@@ -217,6 +217,18 @@ def test_layer_variance_formula(monkeypatch: pytest.MonkeyPatch) -> None:
     assert layer_variance(1, x[:, :2], layout) == []  # a layout that does not fit
 
 
+def test_compare_writes_its_plot_and_a_whole_table(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cmp"
+    assert cli.main(["compare", "--peers", "3", "--rounds", "1", "--aggregators", "mean",
+                     "--test-subset", "100", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("| peers | aggregator |") and lines[0].endswith("| wall s |")
+    assert lines[2].startswith("| 3 | mean |")
+    assert (out / "accuracy.png").read_bytes()[:8] == PNG
+    assert (out / "3p-mean" / "accuracy.png").read_bytes()[:8] == PNG
+
+
 def _data_rows(path: Path) -> int:
     if not path.exists():
         return 0
