@@ -92,7 +92,7 @@ def config_defaults(parser: argparse.ArgumentParser, command: str, path: Path,
     mine = keys_of(parser)
     other_keys = set()
     for name, p in (others or {}).items():
-        if name != command:
+        if name != command and name in COMMANDS:
             other_keys |= set(keys_of(p))
     values: dict[str, Any] = {}
     skipped: list[str] = []

@@ -138,6 +138,7 @@ def test_config_file_with_flags_overriding_it(tmp_path: Path,
 
 @pytest.mark.parametrize(("text", "needle"), [
     ("bogus = 1\n", "bogus: unknown key"),
+    ("crash-every = 3.0\n", "crash-every: unknown key"),  # rumor modest's, not a run's
     ("[simulate]\nper_process = 2\n", "[simulate] per_process: unknown key"),
     ('peers = "many"\n', "peers: expected a positive integer"),
     ("sign = 1\n", "sign: expected true or false"),
