@@ -83,17 +83,41 @@ def _convert(a: argparse.Action, value: Any, where: str) -> Any:
     return _convert_one(a, value, where)
 
 
+def command_keys(command: str) -> set[str]:
+    """The config keys of ``rumor COMMAND`` (its parser built on its own, from
+    rumor.scripts.<command>_cmd.add_parser)."""
+    import importlib
+
+    module = importlib.import_module(f"rumor.scripts.{command}_cmd")
+    root = argparse.ArgumentParser(add_help=False)
+    sub = root.add_subparsers()
+    module.add_parser(sub)
+    return set(keys_of(sub.choices[command]))
+
+
 def config_defaults(parser: argparse.ArgumentParser, command: str, path: Path,
                     others: Mapping[str, argparse.ArgumentParser] | None = None
                     ) -> tuple[dict[str, Any], list[str]]:
     """(dest -> value for ``parser.set_defaults``, top-level keys skipped as another
-    command's) from the TOML file ``path`` for ``rumor COMMAND``."""
+    command's) from the TOML file ``path`` for ``rumor COMMAND``. ``others``: the other
+    commands' parsers where the caller has them (else built when a key needs them)."""
     doc = read_toml(path)
     mine = keys_of(parser)
-    other_keys = set()
-    for name, p in (others or {}).items():
-        if name != command and name in COMMANDS:
-            other_keys |= set(keys_of(p))
+    known_elsewhere: set[str] | None = None
+
+    def elsewhere() -> set[str]:
+        nonlocal known_elsewhere
+        if known_elsewhere is None:
+            known_elsewhere = set()
+            for name in COMMANDS:
+                if name == command:
+                    continue
+                if others is not None and name in others:
+                    known_elsewhere |= set(keys_of(others[name]))
+                else:
+                    known_elsewhere |= command_keys(name)
+        return known_elsewhere
+
     values: dict[str, Any] = {}
     skipped: list[str] = []
     table = doc.get(command, {})
@@ -106,7 +130,7 @@ def config_defaults(parser: argparse.ArgumentParser, command: str, path: Path,
             where = f"{path}: {f'[{section}] ' if section else ''}{raw_key}"
             action = mine.get(key)
             if action is None:
-                if not section and key in other_keys:
+                if not section and key in elsewhere():
                     skipped.append(raw_key)
                     continue
                 raise ConfigError(f"{where}: unknown key for rumor {command} (keys are its "

@@ -255,4 +255,9 @@ async def _run(args: argparse.Namespace) -> int:
             f"{last.acc_max:.4f}) after round {last.round}, {result.wall_time:.1f} s wall "
             f"-> {args.out}"
         )
+    models = sorted((args.out / "models").glob("peer-*.safetensors"))
+    if models:
+        console.print(f"final models: {args.out / 'models'} ({len(models)} peers; "
+                      "`rumor export` takes one from a running peer)", soft_wrap=True,
+                      markup=False, highlight=False)
     return code

@@ -131,6 +131,12 @@ def test_config_file_with_flags_overriding_it(tmp_path: Path,
     largs = cli.parse_args(["launch", "--config", str(f)])
     assert (largs.peers, largs.rounds, largs.aggregator, largs.per_process) == (5, 9, "mean", 2)
     assert "skipped: sign" in capsys.readouterr().err
+    # the same without the other commands' parsers at hand (a CLI that builds only one)
+    from rumor.scripts.config_file import config_defaults
+
+    launch_parser = cli._subparsers(cli.build_parser())["launch"]
+    values, skipped = config_defaults(launch_parser, "launch", f)
+    assert values["peers"] == 5 and skipped == ["sign"]
     jf = _config(tmp_path, 'node-dir = "peer-a"\nrounds = 3\naggregator = "median"\n')
     jargs = cli.parse_args(["join", "--config", str(jf), "--aggregator", "mean"])
     assert (jargs.node_dir, jargs.rounds, jargs.aggregator) == (Path("peer-a"), 3, "mean")
