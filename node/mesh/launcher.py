@@ -847,6 +847,8 @@ class Mesh:
                     fut.result()
                     return
 
+        for old in (out / "models").glob("peer-*.safetensors"):  # a former run's
+            old.unlink(missing_ok=True)
         pid_file = out / "launch.json"
         write_json(pid_file, {"pid": os.getpid(), "started": time.time(),
                               "swarm": self.node_cfg.swarm})
