@@ -17,6 +17,7 @@ from rumor.protocols.errors import ConfigError, RumorError
 from rumor.scripts import (
     bristle_cmd,
     compare_cmd,
+    dashboard_cmd,
     data_cmd,
     experiment_cmd,
     export_cmd,
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     peers_cmd.add_parser(sub)
     stop_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
+    dashboard_cmd.add_parser(sub)
     return parser
 
 
