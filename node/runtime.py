@@ -37,6 +37,7 @@ from rumor.node.checkpoint import Checkpoint, save_checkpoint
 from rumor.node.engine import CommandExecutor
 from rumor.node.learner import Learner
 from rumor.node.prometheus import NodeMetrics
+from rumor.node.results import layer_variance
 from rumor.node.transport.base import PeerConnected, PeerDisconnected, Received, Transport
 from rumor.protocols.errors import RumorError, TransportError
 from rumor.protocols.events import (
@@ -362,5 +363,12 @@ class NodeRuntime:
             "rejects": sum(p.validator.rejects.values()),
             "timeouts": p.timeouts,
         }
+        if merge is not None and len(merge.updates) >= 2:
+            # the models this peer received (an observer metric; see results.py)
+            got = np.stack([np.asarray(u.vector, dtype=np.float32) for u in merge.updates])
+            record["received_variance"] = [
+                [v.layer, v.weight_variance, v.peer_variance]
+                for v in layer_variance(round_ + 1, got, self.learner.trainer.layout)
+                if v.is_weight]
         self.history.append(record)
         self._emit(record)
