@@ -1,0 +1,179 @@
+"""Linux network namespaces for the NAT and LAN tests (root, ``ip``, ``iptables``).
+
+``NatLab`` builds, under names unique to one run::
+
+    pub  10.77.0.1 ---- br (in pub) ----+---- 10.77.0.2 nat-a 10.77.1.1 ---- 10.77.1.2 host-a
+                                        +---- 10.77.0.3 nat-b 10.77.2.1 ---- 10.77.2.2 host-b
+
+Each router masquerades what leaves its WAN side (``iptables -t nat ... MASQUERADE``)
+and forwards inbound only for connections its side opened (conntrack ESTABLISHED,RELATED;
+everything else from the WAN is dropped silently, no RST), so host-a and host-b cannot dial each other
+and pub sees them only as 10.77.0.2 / 10.77.0.3. No default route leaves the lab.
+
+``LanLab`` puts N hosts on one bridge (10.78.0.1..N/24, multicast on) for mDNS.
+
+Both tear everything down in ``close()`` (also on a failed build); ``unavailable()``
+says why namespaces cannot be made here (not root, no ``ip``/``iptables``), or None.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+from collections.abc import Sequence
+from typing import Self
+
+
+def unavailable(*, need_iptables: bool = True) -> str | None:
+    if os.geteuid() != 0:
+        return "network namespaces need root"
+    tools = ["ip", "iptables"] if need_iptables else ["ip"]
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        return f"missing {', '.join(missing)} (make test-tools installs them)"
+    probe = f"rprobe{secrets.token_hex(3)}"
+    r = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
+    if r.returncode != 0:
+        return f"cannot create a network namespace: {r.stderr.strip()}"
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return None
+
+
+def _sh(*args: str) -> None:
+    r = subprocess.run(list(args), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+
+
+class _Lab:
+    def __init__(self) -> None:
+        self.tag = secrets.token_hex(2)
+        self._namespaces: list[str] = []
+
+    def _ns(self, role: str) -> str:
+        name = f"rumor-{self.tag}-{role}"
+        _sh("ip", "netns", "add", name)
+        self._namespaces.append(name)
+        self.run(name, "ip", "link", "set", "lo", "up")
+        return name
+
+    def run(self, ns: str, *cmd: str) -> None:
+        _sh("ip", "netns", "exec", ns, *cmd)
+
+    def exec_prefix(self, ns: str) -> list[str]:
+        """The argv prefix that runs a command inside namespace ``ns``."""
+        return ["ip", "netns", "exec", ns]
+
+    def _veth(self, a_ns: str, a_if: str, b_ns: str, b_if: str) -> None:
+        tmp_a, tmp_b = f"v{self.tag}{secrets.token_hex(2)}a", f"v{self.tag}{secrets.token_hex(2)}b"
+        _sh("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
+        _sh("ip", "link", "set", tmp_a, "netns", a_ns)
+        _sh("ip", "link", "set", tmp_b, "netns", b_ns)
+        self.run(a_ns, "ip", "link", "set", tmp_a, "name", a_if)
+        self.run(b_ns, "ip", "link", "set", tmp_b, "name", b_if)
+
+    def _addr(self, ns: str, ifname: str, cidr: str) -> None:
+        self.run(ns, "ip", "addr", "add", cidr, "dev", ifname)
+        self.run(ns, "ip", "link", "set", ifname, "up")
+
+    def close(self) -> None:
+        """Delete every namespace of this lab (their veths and rules go with them)."""
+        for ns in reversed(self._namespaces):
+            subprocess.run(["ip", "netns", "pids", ns], capture_output=True)
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self._namespaces.clear()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def namespaces(self) -> list[str]:
+        return list(self._namespaces)
+
+
+class NatLab(_Lab):
+    """pub + two NAT routers + one host behind each (see the module docstring)."""
+
+    PUB_IP = "10.77.0.1"
+    HOST_IPS = {"a": "10.77.1.2", "b": "10.77.2.2"}
+    WAN_IPS = {"a": "10.77.0.2", "b": "10.77.0.3"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> None:
+        self.pub = self._ns("pub")
+        self.run(self.pub, "ip", "link", "add", "br0", "type", "bridge")
+        self.run(self.pub, "ip", "link", "set", "br0", "up")
+        self.run(self.pub, "ip", "addr", "add", f"{self.PUB_IP}/24", "dev", "br0")
+        self.hosts: dict[str, str] = {}
+        self.routers: dict[str, str] = {}
+        for i, side in enumerate(("a", "b")):
+            router = self._ns(f"nat{side}")
+            host = self._ns(f"host{side}")
+            self.routers[side], self.hosts[side] = router, host
+            self._veth(self.pub, f"p{side}", router, "wan")
+            self.run(self.pub, "ip", "link", "set", f"p{side}", "master", "br0")
+            self.run(self.pub, "ip", "link", "set", f"p{side}", "up")
+            self._addr(router, "wan", f"{self.WAN_IPS[side]}/24")
+            self._veth(router, "lan", host, "eth0")
+            self._addr(router, "lan", f"10.77.{i + 1}.1/24")
+            self._addr(host, "eth0", f"{self.HOST_IPS[side]}/24")
+            self.run(host, "ip", "route", "add", "default", "via", f"10.77.{i + 1}.1")
+            self.run(router, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+            self.run(router, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan",
+                     "-j", "MASQUERADE")
+            self.run(router, "iptables", "-A", "FORWARD", "-i", "wan", "-o", "lan", "-m",
+                     "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT")
+            self.run(router, "iptables", "-A", "FORWARD", "-i", "wan", "-o", "lan",
+                     "-j", "DROP")
+            # like a home router: unsolicited packets to the WAN side get no answer (no
+            # RST that would kill a hole punch's half-open mapping on the other side)
+            self.run(router, "iptables", "-A", "INPUT", "-i", "wan", "-m", "conntrack",
+                     "--ctstate", "NEW,INVALID", "-j", "DROP")
+
+
+class LanLab(_Lab):
+    """``n`` hosts on one bridge (in its own namespace), multicast on."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        try:
+            self._build(n)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, n: int) -> None:
+        self.switch = self._ns("lan")
+        self.run(self.switch, "ip", "link", "add", "br0", "type", "bridge")
+        self.run(self.switch, "ip", "link", "set", "br0", "up")
+        self.hosts: list[str] = []
+        self.ips: list[str] = []
+        for i in range(n):
+            host = self._ns(f"h{i}")
+            self._veth(self.switch, f"p{i}", host, "eth0")
+            self.run(self.switch, "ip", "link", "set", f"p{i}", "master", "br0")
+            self.run(self.switch, "ip", "link", "set", f"p{i}", "up")
+            ip = f"10.78.0.{i + 1}"
+            self._addr(host, "eth0", f"{ip}/24")
+            self.run(host, "ip", "link", "set", "eth0", "multicast", "on")
+            # mDNS sends to 224.0.0.251: route multicast out of eth0
+            self.run(host, "ip", "route", "add", "224.0.0.0/4", "dev", "eth0")
+            self.hosts.append(host)
+            self.ips.append(ip)
+
+
+def ns_python(lab: _Lab, ns: str, python: str, code: str, args: Sequence[str] = ()) -> list[str]:
+    """argv that runs ``python -c code args...`` inside ``ns``."""
+    return [*lab.exec_prefix(ns), python, "-c", code, *args]
