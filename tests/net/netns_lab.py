@@ -7,8 +7,9 @@
 
 Each router masquerades what leaves its WAN side (``iptables -t nat ... MASQUERADE``)
 and forwards inbound only for connections its side opened (conntrack ESTABLISHED,RELATED;
-everything else from the WAN is dropped silently, no RST), so host-a and host-b cannot dial each other
-and pub sees them only as 10.77.0.2 / 10.77.0.3. No default route leaves the lab.
+everything else from the WAN is dropped silently, no RST), so host-a and host-b cannot
+dial each other and pub sees them only as 10.77.0.2 / 10.77.0.3. No default route
+leaves the lab.
 
 ``LanLab`` puts N hosts on one bridge (10.78.0.1..N/24, multicast on) for mDNS.
 
@@ -18,12 +19,17 @@ says why namespaces cannot be made here (not root, no ``ip``/``iptables``), or N
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import secrets
 import shutil
+import signal
 import subprocess
-from collections.abc import Sequence
-from typing import Self
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, Self
 
 
 def unavailable(*, need_iptables: bool = True) -> str | None:
@@ -100,8 +106,8 @@ class NatLab(_Lab):
     """pub + two NAT routers + one host behind each (see the module docstring)."""
 
     PUB_IP = "10.77.0.1"
-    HOST_IPS = {"a": "10.77.1.2", "b": "10.77.2.2"}
-    WAN_IPS = {"a": "10.77.0.2", "b": "10.77.0.3"}
+    HOST_IPS: ClassVar[dict[str, str]] = {"a": "10.77.1.2", "b": "10.77.2.2"}
+    WAN_IPS: ClassVar[dict[str, str]] = {"a": "10.77.0.2", "b": "10.77.0.3"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -177,3 +183,76 @@ class LanLab(_Lab):
 def ns_python(lab: _Lab, ns: str, python: str, code: str, args: Sequence[str] = ()) -> list[str]:
     """argv that runs ``python -c code args...`` inside ``ns``."""
     return [*lab.exec_prefix(ns), python, "-c", code, *args]
+
+
+class NsPeer:
+    """A ``rumor join --json`` process inside a namespace, and the events it printed."""
+
+    def __init__(self, lab: _Lab, ns: str, rumor: str, args: Sequence[str], log: str) -> None:
+        self.lab, self.ns = lab, ns
+        self.python = str(os.path.join(os.path.dirname(rumor), "python"))
+        self.events: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [*lab.exec_prefix(ns), rumor, "join", "--json", *args],
+            stdout=subprocess.PIPE, stderr=self._log, text=True, start_new_session=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            with self._lock:
+                self.events.append(event)
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [e for e in self.events if e.get("event") == kind]
+
+    def wait_for(self, what: str, pred: Callable[[], Any], deadline: float) -> Any:
+        """Poll ``pred`` until truthy; AssertionError naming ``what`` at ``deadline``."""
+        while time.monotonic() < deadline:
+            got = pred()
+            if got:
+                return got
+            if self.proc.poll() is not None:
+                raise AssertionError(f"{self.ns}: rumor join exited ({self.proc.returncode}) "
+                                     f"while waiting for {what}")
+            time.sleep(0.2)
+        raise AssertionError(f"{self.ns}: timed out waiting for {what}")
+
+    @property
+    def hello(self) -> dict[str, Any]:
+        return self.of("listening")[0]
+
+    def status(self) -> dict[str, Any]:
+        """GET /status, from inside the namespace (its API listens on its loopback)."""
+        code = ("import sys, urllib.request; "
+                "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())")
+        out = subprocess.run(
+            ns_python(self.lab, self.ns, self.python, code, [self.hello["api"] + "/status"]),
+            capture_output=True, text=True, timeout=30,
+        )
+        if out.returncode != 0:
+            raise AssertionError(f"{self.ns}: GET /status failed: {out.stderr.strip()}")
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=5)
+        self._reader.join(timeout=5)
+        self._log.close()
