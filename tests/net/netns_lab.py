@@ -208,6 +208,7 @@ class NsPeer:
                 event = json.loads(line)
             except ValueError:
                 continue
+            event["_t"] = time.monotonic()  # when the test saw it
             with self._lock:
                 self.events.append(event)
 
@@ -244,15 +245,28 @@ class NsPeer:
         result: dict[str, Any] = json.loads(out.stdout)
         return result
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
         if self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=5)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM (if not sent yet), then SIGKILL after ``grace`` s; always reaped."""
+        self.terminate()
+        try:
+            self.proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
         self._reader.join(timeout=5)
         self._log.close()
+
+
+def stop_all(peers: Sequence[NsPeer], grace: float = 10.0) -> None:
+    """Stop every peer: SIGTERM to all at once, then reap each (SIGKILL after grace)."""
+    for p in peers:
+        p.terminate()
+    end = time.monotonic() + grace
+    for p in peers:
+        p.stop(max(0.1, end - time.monotonic()))

@@ -21,21 +21,23 @@ from pathlib import Path
 
 import pytest
 
-from tests.net.netns_lab import NatLab, NsPeer, unavailable
+from rumor.node.identity import load_or_create_identity
+from tests.net.netns_lab import NatLab, NsPeer, stop_all, unavailable
 
 pytestmark = pytest.mark.net
 
 RUMOR = str(Path(sys.executable).with_name("rumor"))
-LEARN = ["--min-updates", "1", "--fanout", "8", "--round-timeout", "10", "--shards", "3"]
+LEARN = ["--min-updates", "2", "--fanout", "8", "--round-timeout", "5", "--shards", "3"]
 WHY_NOT = unavailable()
 
 
 @pytest.mark.skipif(WHY_NOT is not None, reason=WHY_NOT or "")
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(170)
 def test_two_peers_behind_two_nats_train_together_through_a_relay(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    deadline = t0 + 110
+    deadline = t0 + 105
     peers: list[NsPeer] = []
+    relay_id = load_or_create_identity(tmp_path / "relay").peer_id
     with NatLab() as lab:
         try:
             relay = NsPeer(lab, lab.pub, RUMOR, [
@@ -43,8 +45,7 @@ def test_two_peers_behind_two_nats_train_together_through_a_relay(tmp_path: Path
                 "--data-dir", str(tmp_path / "relay"), "--shard", "0", *LEARN,
             ], str(tmp_path / "relay.log"))
             peers.append(relay)
-            relay.wait_for("the relay to listen", lambda: relay.of("listening"), deadline)
-            boot = relay.hello["addrs"][0]
+            boot = f"/ip4/{lab.PUB_IP}/tcp/4001/p2p/{relay_id}"  # all three start at once
             nated = {}
             for i, side in enumerate(("a", "b"), start=1):
                 nated[side] = NsPeer(lab, lab.hosts[side], RUMOR, [
@@ -53,7 +54,7 @@ def test_two_peers_behind_two_nats_train_together_through_a_relay(tmp_path: Path
                 ], str(tmp_path / f"{side}.log"))
                 peers.append(nated[side])
             a, b = nated["a"], nated["b"]
-            for p in (a, b):
+            for p in (relay, a, b):
                 p.wait_for("listening", lambda p=p: p.of("listening"), deadline)
             t_up = time.monotonic()
             ida, idb = a.hello["peer_id"], b.hello["peer_id"]
@@ -88,8 +89,11 @@ def test_two_peers_behind_two_nats_train_together_through_a_relay(tmp_path: Path
             assert sr["network"]["relay_clients"] >= 2, sr["network"]
             rounds_a = max(e["round"] for e in a.of("round"))
             rounds_b = max(e["round"] for e in b.of("round"))
+            met = [min((e["_t"] for e in p.of("peer_connected") if e["peer"] == other),
+                       default=t_trained) for p, other in ((a, idb), (b, ida))]
             outcome = {
                 "peers_up_s": round(t_up - t0, 1),
+                "nated_peers_connected_after_up_s": round(min(met) - t_up, 1),
                 "trained_across_nats_s": round(t_trained - t_up, 1),
                 "first_link": first_link,
                 "dcutr_upgraded": upgraded,
@@ -102,5 +106,4 @@ def test_two_peers_behind_two_nats_train_together_through_a_relay(tmp_path: Path
                 Path(report).write_text(json.dumps(outcome, indent=2))
             print("NAT test outcome:", json.dumps(outcome))
         finally:
-            for p in peers:
-                p.stop()
+            stop_all(peers)
