@@ -64,10 +64,11 @@ def add_parser(sub: Any) -> None:
                    help="serve circuit relay v2 for peers behind NAT (run it on a publicly "
                         "reachable peer)")
     p.add_argument("--hole-punch", action=argparse.BooleanOptionalAction, default=True,
-                   help="upgrade relayed links to direct ones with DCUtR hole punching")
+                   help="upgrade relayed links to direct ones with DCUtR hole punching "
+                        "(default: on)")
     p.add_argument("--auto-relay", action=argparse.BooleanOptionalAction, default=True,
                    help="when AutoNAT does not find this peer publicly reachable, reserve "
-                        "a slot on relay peers and announce its /p2p-circuit address")
+                        "a slot on relay peers and announce its /p2p-circuit address (default: on)")
     p.add_argument("--mdns", action=argparse.BooleanOptionalAction, default=None,
                    help="find peers on the LAN with mDNS, no bootstrap needed (default: on "
                         "when a --listen address is a private LAN address or 0.0.0.0)")
