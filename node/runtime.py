@@ -181,6 +181,9 @@ class NodeRuntime:
             "bytes_sent": self.bytes_sent,
             "finished": self.finished,
         })
+        network = getattr(self.transport, "network_status", None)
+        if callable(network):  # reachability, relay reservations, direct/relayed links
+            snap["network"] = network()
         return snap
 
     async def run(self, start_round: int = 0) -> None:
@@ -355,6 +358,7 @@ class NodeRuntime:
             "round": round_ + 1,
             "acc": acc,
             "received": len(merge.updates) if merge is not None else 1,
+            "senders": sorted({u.sender for u in merge.updates}) if merge is not None else [],
             "timed_out": merge.timed_out if merge is not None else False,
             "catch_up_to": merge.catch_up_to if merge is not None else None,
             "neighbours": len(p.neighbours),

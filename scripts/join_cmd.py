@@ -25,6 +25,8 @@ from rumor.node.assembly import build_runtime
 from rumor.node.dashboard.serve import serve_join
 from rumor.node.identity import load_or_create_identity
 from rumor.node.transport.libp2p import Libp2pTransport
+from rumor.node.transport.mdns import default_mdns
+from rumor.node.transport.reachability import ReachabilityConfig
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
@@ -67,6 +69,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--attack", type=attack_spec, default=None, metavar="SPEC",
                    help="run this peer as a Byzantine attacker (e.g. alie, sign-flip:scale=4, "
                         "label-flip); for robustness tests of your own mesh (default: honest)")
+    p.add_argument("--relay", action="store_true",
+                   help="serve circuit relay v2 for peers behind NAT (run it on a publicly "
+                        "reachable peer)")
+    p.add_argument("--hole-punch", action=argparse.BooleanOptionalAction, default=True,
+                   help="upgrade relayed links to direct ones with DCUtR hole punching "
+                        "(default: on)")
+    p.add_argument("--auto-relay", action=argparse.BooleanOptionalAction, default=True,
+                   help="when AutoNAT does not find this peer publicly reachable, reserve "
+                        "a slot on relay peers and announce its /p2p-circuit address (default: on)")
+    p.add_argument("--mdns", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers on the LAN with mDNS, no bootstrap needed (default: on "
+                        "when a --listen address is a private LAN address or 0.0.0.0)")
     p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
     p.add_argument("--dashboard", action="store_true",
                    help="serve this peer's live dashboard (itself, its neighbours, its "
@@ -113,11 +127,16 @@ async def _run(args: argparse.Namespace) -> int:
     if cfg.attack is not None:
         console.print(f"this peer is Byzantine: it sends {cfg.attack!r} instead of its model",
                       style="yellow", soft_wrap=True, markup=False, highlight=False)
+    listen = args.listen or ["/ip4/127.0.0.1/tcp/0"]
     transport = Libp2pTransport(
         identity,
-        listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],
+        listen=listen,
         swarm=cfg.swarm,
         bootstrap=_bootstrap_list(args),
+        reachability=ReachabilityConfig(
+            relay=args.relay, auto_relay=args.auto_relay, hole_punch=args.hole_punch
+        ),
+        mdns=default_mdns(listen) if args.mdns is None else args.mdns,
     )
 
     t0 = time.monotonic()
