@@ -50,7 +50,7 @@ from rumor.node.engine import (
 )
 from rumor.node.merging import FEDAVG
 from rumor.node.models import init_params
-from rumor.node.results import RoundMetrics
+from rumor.node.results import LayerVariance, RoundMetrics, layer_variance
 from rumor.node.round_stats import RoundStats
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
@@ -340,6 +340,9 @@ class Simulation:
         self._round_bytes: dict[int, int] = {}
         self.finished: set[int] = set()
         self.metrics: list[RoundMetrics] = []
+        # per round and tensor, observed (round 0: the initial models)
+        self.layer_variances: list[LayerVariance] = layer_variance(
+            0, self.params[self.honest].numpy(), self.layout)
         self.modest_rounds: list[dict[str, Any]] = []  # per aggregated round (modest)
         self.events: list[dict[str, Any]] = []
         self.peer_accuracy: dict[int, float] = {}  # evaluated peers, last completed round
@@ -707,6 +710,9 @@ class Simulation:
             peers_alive=len(group),
         )
         self.metrics.append(m)
+        # over the evaluated models (every honest peer up to EVAL_SAMPLE, else the
+        # seeded sample: no model copy per peer is kept for the whole swarm)
+        self.layer_variances += layer_variance(m.round, sel.numpy(), self.layout)
         if self._on_round is not None:
             self._on_round(m)
 
