@@ -108,9 +108,11 @@ def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
     """Parse again with the --config file's values as defaults (flags still win)."""
     from rumor.scripts.config_file import config_defaults
 
-    subs = _subparsers(parser)
-    sub = subs[args.command]
-    values, skipped = config_defaults(sub, args.command, args.config, subs)
+    sub = _subparsers(parser)[args.command]
+    # the file may hold other commands' keys: their full parsers say which (this imports
+    # every subcommand, only when a --config file is given)
+    everyone = _subparsers(build_parser("*"))
+    values, skipped = config_defaults(sub, args.command, args.config, everyone)
     if skipped:
         print(f"rumor {args.command}: {args.config}: not a {args.command} setting, "
               f"skipped: {', '.join(skipped)}", file=sys.stderr)
