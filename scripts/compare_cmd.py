@@ -20,6 +20,7 @@ from rich.console import Console
 from rumor.node.compare import compare_configs, run_compare
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import RoundCallback, SimulationConfig
+from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
     dataset_name,
     dir_path,
@@ -53,6 +54,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
     p.add_argument("--out", type=writable_dir, default=Path("runs/compare"))
+    add_comm_flags(p)
     p.set_defaults(func=run)
 
 
@@ -105,14 +107,14 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, lr=args.lr, batch_size=args.batch_size,
         local_epochs=args.local_epochs, eval_peers=args.eval_peers, seed=args.seed,
         test_subset=args.test_subset, init=args.init,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, **comm_values(args),
     )
     cfgs = compare_configs(base, args.peers, args.aggregators)
     results: list[dict[str, Any]] = []
     with round_progress(console, "acc {task.fields[acc]:.3f}") as progress:
         def on_start(cfg: SimulationConfig) -> RoundCallback:
             task = progress.add_task(f"{cfg.peers} peers {cfg.aggregator}",
-                                     total=cfg.rounds, acc=0.0)
+                                     total=cfg.protocol_rounds, acc=0.0)
 
             def on_round(m: RoundMetrics) -> None:
                 progress.update(task, completed=m.round, acc=m.acc_mean)

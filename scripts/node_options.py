@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from rumor.node.assembly import NodeConfig
+from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
     dataset_name,
     dir_path,
@@ -44,6 +45,7 @@ def add_node_flags(p: Any) -> None:
                    help="merge once this many neighbours' updates arrived")
     g.add_argument("--fanout", type=positive_int, default=8,
                    help="push each update to this many random neighbours")
+    add_comm_flags(p)
 
 
 def node_config(args: argparse.Namespace, *, shard: int | None, rounds: int | None) -> NodeConfig:
@@ -65,4 +67,5 @@ def node_config(args: argparse.Namespace, *, shard: int | None, rounds: int | No
         round_timeout=args.round_timeout,
         min_updates=args.min_updates,
         fanout=args.fanout,
+        **comm_values(args),
     )

@@ -253,7 +253,21 @@ def _launch_placement(text: str) -> object:
     return text
 
 
+def _schedule(text: str) -> object:
+    from rumor.protocols.schedule import parse_schedule
+
+    return parse_schedule(text)
+
+
+def _optimizer(text: str) -> object:
+    from rumor.node.optimizers import parse_optimizer
+
+    return parse_optimizer(text)
+
+
 topology_spec = _via(_topology)
+schedule_spec = _via(_schedule)
+optimizer_spec = _via(_optimizer)
 placement_spec = _via(_placement)
 launch_placement = _via(_launch_placement)
 split_spec = _via(_split)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import SimulationConfig, run_simulation
+from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
     attack_spec,
     dataset_name,
@@ -86,6 +87,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", type=writable_dir, default=Path("runs/simulate"),
                    help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_comm_flags(p)
     p.set_defaults(func=run)
 
 
@@ -119,6 +121,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         placement=args.placement,
         sybils=args.sybils,
         relay_fraction=args.relay_fraction,
+        **comm_values(args),
     )
 
 
@@ -145,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with round_progress(console, "acc {task.fields[acc]:.3f}", label="[bold]simulate",
                         disable=args.quiet) as progress:
-        task = progress.add_task("rounds", total=cfg.rounds, acc=0.0)
+        task = progress.add_task("rounds", total=cfg.protocol_rounds, acc=0.0)
 
         def on_round(m: RoundMetrics) -> None:
             progress.update(task, completed=m.round, acc=m.acc_mean)

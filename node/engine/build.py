@@ -97,6 +97,9 @@ def build_peer(
         catch_up_gap=proto.catch_up_gap,
         polyak_beta=proto.effective_polyak_beta(),
         seed=s,
+        schedule=proto.schedule,
+        gossip_steps=proto.gossip_steps,
+        final_merge=proto.final_merge,
     )
     return Peer(identity, pcfg, merger=make_merger(proto, layout, s, evaluator),
                 adversary=make_adversary(proto, view=view, seed=s, collusion=collusion,

@@ -51,7 +51,13 @@ import numpy as np
 
 from rumor.node.assembly import NodeConfig
 from rumor.node.identity import load_or_create_identity
-from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
+from rumor.node.results import (
+    RoundMetrics,
+    final_merge_report,
+    summary,
+    write_json,
+    write_metrics_csv,
+)
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import RumorError
 
@@ -746,8 +752,15 @@ class Mesh:
             wall_time=wall,
             stopped=self.stop_reason,
             errors=self.errors,
+            **self._comm_report(),
             **self.summary_extra(),
         )
+
+    def _comm_report(self) -> dict[str, Any]:
+        """summary.json's ``plan`` and ``final_merge`` (as the simulator writes them)."""
+        proto = self.node_cfg.protocol()
+        return {"plan": proto.plan().describe(),
+                "final_merge": final_merge_report(self.metrics.rows, proto.final_merge)}
 
     # ------------------------------------------------------------------ the run
     async def run(
