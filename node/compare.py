@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rumor.node.merging import FEDAVG
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import RoundCallback, Simulation, SimulationConfig
 
@@ -55,8 +56,11 @@ class CompareRun:
 def compare_configs(base: SimulationConfig, peers: Sequence[int],
                     aggregators: Sequence[str]) -> list[SimulationConfig]:
     """``base`` for every peer count x aggregator (peer count outermost); ConfigError on
-    the first invalid one."""
-    cfgs = [dataclasses.replace(base, peers=p, aggregator=a) for p in peers for a in aggregators]
+    the first invalid one. FedAvg runs drop the round plan (schedule, gossip steps,
+    final merge: a server has none) and stay the plain baseline."""
+    plain = {"schedule": "constant", "gossip_steps": 1, "final_merge": 0}
+    cfgs = [dataclasses.replace(base, peers=p, aggregator=a, **(plain if a == FEDAVG else {}))
+            for p in peers for a in aggregators]
     for cfg in cfgs:  # fail fast on bad names before hours of compute
         cfg.validate()
     return cfgs

@@ -15,6 +15,7 @@ from pathlib import Path
 from rumor.protocols.errors import ConfigError, RumorError
 from rumor.scripts import (
     bristle_cmd,
+    comm_cmd,
     compare_cmd,
     data_cmd,
     experiment_cmd,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     bristle_cmd.add_parser(sub)
     modest_cmd.add_parser(sub)
     robustness_cmd.add_parser(sub)
+    comm_cmd.add_parser(sub)
     return parser
 
 
