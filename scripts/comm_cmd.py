@@ -113,7 +113,7 @@ def tables(results: list[StudyResult]) -> str:
         parts += ["### DFedSAM vs SGD (Dirichlet 0.1)", "",
                   "| topology | optimizer | gossip steps | final acc | min | consensus dist. "
                   "| MB sent |", "|" + "---|" * 7]
-        for label, figs in ds.items():
+        for figs in ds.values():
             cfg = figs[0]["config"]
             parts.append(
                 f"| {cfg.topology} | {cfg.optimizer} | {cfg.gossip_steps} "
