@@ -58,8 +58,8 @@ def compare_configs(base: SimulationConfig, peers: Sequence[int],
     """``base`` for every peer count x aggregator (peer count outermost); ConfigError on
     the first invalid one. FedAvg runs drop the round plan (schedule, gossip steps,
     final merge: a server has none) and stay the plain baseline."""
-    plain = {"schedule": "constant", "gossip_steps": 1, "final_merge": 0}
-    cfgs = [dataclasses.replace(base, peers=p, aggregator=a, **(plain if a == FEDAVG else {}))
+    plain = dataclasses.replace(base, schedule="constant", gossip_steps=1, final_merge=0)
+    cfgs = [dataclasses.replace(plain if a == FEDAVG else base, peers=p, aggregator=a)
             for p in peers for a in aggregators]
     for cfg in cfgs:  # fail fast on bad names before hours of compute
         cfg.validate()
