@@ -20,12 +20,14 @@ one after the other and yields each finished one; nothing here prints.
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from rumor.node.results import RoundMetrics, final_merge_report
+from rumor.node.results import RoundMetrics, final_merge_report, read_metrics_csv
 from rumor.node.simulation import RoundCallback, Simulation, SimulationConfig
 
 SECTIONS = ("final-merge", "schedule", "dfedsam")
@@ -46,11 +48,14 @@ class StudyRun:
 
 @dataclass(frozen=True)
 class StudyResult:
+    """A finished run: its rows, and the simulation when it ran in this process (None
+    when its files were reused, ``load_result``)."""
+
     run: StudyRun
     rows: list[RoundMetrics]
     wall: float
     complete: bool
-    sim: Simulation
+    sim: Simulation | None = None
 
     def figures(self) -> dict[str, Any]:
         """What the tables show: final accuracy and consensus distance; before/after
@@ -69,6 +74,46 @@ class StudyResult:
             "communications": plan.communications if plan else cfg.rounds,
             "complete": self.complete,
         }
+
+    def merge_curve(self, marks: Sequence[int] = (0, 1, 2, 5, 10, 20, 30)
+                    ) -> list[tuple[int, float, float, float]]:
+        """(t, acc, consensus distance, MB of the final merge so far) after t final-merge
+        rounds, for the marks t <= T (t = 0: the end of training). The first t rounds
+        of a T-round merge are what a t-round merge does, so one run gives them all."""
+        t_max = self.run.config.final_merge
+        end = len(self.rows) - t_max
+        if t_max <= 0 or end < 1:
+            return []
+        out = []
+        for t in (m for m in marks if m <= t_max):
+            row = self.rows[end - 1 + t]
+            mb = sum(r.bytes_sent for r in self.rows[end:end + t]) / 1e6
+            out.append((t, row.acc_mean, row.consensus_distance, mb))
+        return out
+
+
+def load_result(run: StudyRun, folder: Path) -> StudyResult | None:
+    """The run's result from its files (metrics.csv + summary.json in ``folder``) when
+    they are there, complete and of the same config; else None."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        rows = [_row(r) for r in read_metrics_csv(folder / "metrics.csv")]
+    except (OSError, ValueError, TypeError):
+        return None
+    same = all(summary.get("config", {}).get(k) == v
+               for k, v in dataclasses.asdict(run.config).items()
+               if k not in ("timeline", "data_dir"))
+    if not same or not summary.get("complete"):
+        return None
+    return StudyResult(run, rows, float(summary.get("wall_time", 0.0)), True)
+
+
+_INTS = frozenset({"round", "messages", "bytes_sent", "rejects", "timeouts", "peers_alive"})
+
+
+def _row(values: dict[str, float]) -> RoundMetrics:
+    kw: dict[str, Any] = {k: int(v) if k in _INTS else v for k, v in values.items()}
+    return RoundMetrics(**kw)
 
 
 def study_runs(base: SimulationConfig, *, sections: Sequence[str] = SECTIONS,
@@ -115,9 +160,16 @@ def study_runs(base: SimulationConfig, *, sections: Sequence[str] = SECTIONS,
 
 def run_study(runs: Sequence[StudyRun],
               on_start: Callable[[StudyRun], RoundCallback | None] | None = None,
-              ) -> Iterator[StudyResult]:
-    """Run every study run in order; yields each as it finishes."""
+              reuse: Path | None = None) -> Iterator[StudyResult]:
+    """Run every study run in order; yields each as it finishes. ``reuse``: a folder
+    of earlier results; a run whose files there match (``load_result``) is not run
+    again."""
     for run in runs:
+        if reuse is not None:
+            done = load_result(run, reuse / run.name)
+            if done is not None:
+                yield done
+                continue
         on_round = on_start(run) if on_start is not None else None
         t0 = time.perf_counter()
         sim = Simulation(run.config)

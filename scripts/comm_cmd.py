@@ -55,6 +55,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
     p.add_argument("--out", type=writable_dir, default=Path("runs/comm-study"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--reuse", action="store_true",
+                   help="do not rerun runs whose complete files of the same config are in "
+                   "--out already (resume a study, or only redraw its tables and plots)")
     p.set_defaults(func=run)
 
 
@@ -93,6 +96,20 @@ def tables(results: list[StudyResult]) -> str:
                 f"| {_mean([f['consensus'] for f in figs], '.2e')} "
                 f"| {_mean([f['mb'] for f in figs], '.1f')} |")
         parts.append("")
+        curves = [r for r in results if r.run.section == "final-merge" and r.merge_curve()]
+        if curves:
+            parts += ["How many final-merge rounds are needed (first seed; t = 0 is the end "
+                      "of training; MB: what the t rounds cost):", "",
+                      "| split | t | acc | consensus dist. | MB |", "|---|---|---|---|---|"]
+            seen: set[str] = set()
+            for r in curves:
+                if r.run.label in seen:
+                    continue
+                seen.add(r.run.label)
+                for t, acc, cd, mb in r.merge_curve():
+                    parts.append(f"| {r.run.config.split} | {t} | {acc:.4f} | {cd:.2e} "
+                                 f"| {mb:.1f} |")
+            parts.append("")
     sc = _grouped(results, "schedule")
     if sc:
         parts += ["### Schedules at equal total communications (Dirichlet 0.1, + final merge)",
@@ -178,8 +195,9 @@ def run(args: argparse.Namespace) -> int:
 
             return on_round
 
-        for r in run_study(runs, on_start):
-            write_run(out / r.run.name, r.sim, r.rows)
+        for r in run_study(runs, on_start, reuse=out if args.reuse else None):
+            if r.sim is not None:
+                write_run(out / r.run.name, r.sim, r.rows)
             if not r.complete:
                 progress.console.print(f"warning: {r.run.name}: incomplete run",
                                        style="yellow", markup=False, highlight=False)

@@ -107,3 +107,27 @@ async def test_real_runtime_runs_the_plan_and_ends_at_the_global_average(
     models = np.stack([rt.learner.params.numpy() for rt, _, _ in rts])
     spread = float(np.sqrt(((models - models.mean(0)) ** 2).sum(1).mean()))
     assert spread < 1e-5  # everyone hears everyone: one averaging round is the mean
+
+
+def test_study_results_reload_from_their_files_and_give_the_merge_curve(
+        tmp_path: Path) -> None:
+    from rumor.node.comm_study import StudyRun, load_result, run_study
+    from rumor.scripts.reporting import write_run
+
+    cfg = SimulationConfig(peers=6, rounds=2, topology="ring", test_subset=20, final_merge=3,
+                           init="same", aggregator="mean")
+    run = StudyRun("final-merge", "tiny", cfg)
+    (first,) = run_study([run])
+    assert first.sim is not None
+    write_run(tmp_path / run.name, first.sim, first.rows)
+    (again,) = run_study([run], reuse=tmp_path)
+    assert again.sim is None and len(again.rows) == len(first.rows) == 5
+    for a, b in zip(again.rows, first.rows, strict=True):  # metrics.csv keeps 6 decimals
+        assert (a.round, a.messages, a.bytes_sent) == (b.round, b.messages, b.bytes_sent)
+        assert a.consensus_distance == pytest.approx(b.consensus_distance, abs=1e-6)
+    curve = first.merge_curve((0, 1, 2, 3, 30))
+    assert [t for t, *_ in curve] == [0, 1, 2, 3]
+    assert curve[0][2] == first.rows[1].consensus_distance  # t = 0: the end of training
+    assert curve[3][2] < curve[0][2] and curve[3][3] > 0
+    other = StudyRun("final-merge", "tiny", dataclasses.replace(cfg, seed=2))
+    assert load_result(other, tmp_path / run.name) is None  # another config: run it
