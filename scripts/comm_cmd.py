@@ -160,7 +160,9 @@ def plots(results: list[StudyResult], out: Path) -> list[Path]:
             for m in rows:
                 total += m.bytes_sent / 1e6
                 mb.append(total)
-            ax.plot(mb, [m.acc_mean for m in rows], label=r.run.label)
+            dashed = section == "final-merge" and r.run.config.final_merge > 0
+            ax.plot(mb, [m.acc_mean for m in rows], label=r.run.label,
+                    linestyle="--" if dashed else "-")
         ax.set_xlabel("cumulative MB sent (all peers)")
         ax.set_ylabel("mean test accuracy")
         ax.set_title(section)
