@@ -50,7 +50,7 @@ from rumor.node.engine import (
 from rumor.node.merging import FEDAVG
 from rumor.node.models import init_params
 from rumor.node.optimizers import parse_optimizer
-from rumor.node.results import RoundMetrics, final_merge_report
+from rumor.node.results import LayerVariance, RoundMetrics, final_merge_report, layer_variance
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
 from rumor.node.transport.base import Received
@@ -347,8 +347,12 @@ class Simulation:
         self._round_bytes: dict[int, int] = {}
         self.finished: set[int] = set()
         self.metrics: list[RoundMetrics] = []
+        # per round and tensor, observed (round 0: the initial models)
+        self.layer_variances: list[LayerVariance] = layer_variance(
+            0, self.params[self.honest].numpy(), self.layout)
         self.modest_rounds: list[dict[str, Any]] = []  # per aggregated round (modest)
         self.events: list[dict[str, Any]] = []
+        self.peer_accuracy: dict[int, float] = {}  # evaluated peers, last completed round
         self.eval_rows = self._eval_rows()
         self.x_eval, self.y_eval = self.dataset.x_test, self.dataset.y_test
         if cfg.test_subset is not None and cfg.test_subset < len(self.y_eval):
@@ -395,6 +399,11 @@ class Simulation:
                 del self._tick_at[i]
                 self._feed(i, Tick(now))
         return self.metrics
+
+    @property
+    def graph_now(self) -> nx.Graph:
+        """The links working now (the topology after the timeline events so far)."""
+        return self.graph if self._graph_now is None else self._graph_now
 
     @property
     def defenses(self) -> dict[int, aggregation.Defense]:
@@ -674,6 +683,7 @@ class Simulation:
         chosen = [i for i in self.eval_rows if i in snap] or sorted(snap)
         sel = torch.stack([snap[i] for i in chosen])
         acc = self.trainer.evaluate(sel, self.x_eval, self.y_eval)
+        self.peer_accuracy = {i: float(a) for i, a in zip(chosen, acc, strict=True)}
         mean = rows.mean(0, keepdim=True)
         cons = float(((rows - mean) ** 2).sum(1).mean().sqrt())
         m = RoundMetrics(
@@ -691,6 +701,7 @@ class Simulation:
             peers_alive=len(snap),
         )
         self.metrics.append(m)
+        self.layer_variances += layer_variance(m.round, rows.numpy(), self.layout)
         if self._on_round is not None:
             self._on_round(m)
 

@@ -9,7 +9,6 @@ OUT/<section>.png.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -21,8 +20,8 @@ from rumor.node.comm_study import SECTIONS, StudyResult, StudyRun, run_study, st
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import RoundCallback, SimulationConfig
 from rumor.scripts.options import (
+    dataset_dir_flags,
     dataset_name,
-    dir_path,
     model_name,
     nonneg_float,
     positive_int,
@@ -52,7 +51,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dataset", type=dataset_name, default="digits")
     p.add_argument("--model", type=model_name, default="mlp")
     p.add_argument("--test-subset", type=positive_int, default=None)
-    p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
+    dataset_dir_flags(p)
     p.add_argument("--out", type=writable_dir, default=Path("runs/comm-study"))
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--reuse", action="store_true",
@@ -182,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     base = SimulationConfig(peers=args.peers, rounds=args.rounds, dataset=args.dataset,
                             model=args.model, test_subset=args.test_subset,
-                            data_dir=args.data_dir)
+                            data_dir=args.dataset_dir)
     runs = study_runs(base, sections=args.sections, seeds=args.seeds,
                       final_merge=args.final_merge, gossip_steps=args.gossip_steps,
                       rho=args.rho)

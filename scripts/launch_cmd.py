@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -24,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rumor.node.assembly import NodeConfig
+from rumor.node.dashboard.serve import serve_mesh
 from rumor.node.mesh.launcher import (
     MAX_PER_PROCESS_AUTO,
     Mesh,
@@ -36,6 +38,7 @@ from rumor.node.simulation import SimulationConfig, byzantine_peers
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
+    add_config_flag,
     attack_spec,
     launch_placement,
     nonneg_int,
@@ -43,8 +46,12 @@ from rumor.scripts.options import (
     port_or_any,
     positive_float,
     positive_int,
+    renamed_flag,
     writable_dir,
 )
+from rumor.scripts.reporting import plot_accuracy, plot_layer_variance
+from rumor.scripts.tables import console as make_console
+from rumor.scripts.tables import eta
 
 __all__ = ["add_parser", "default_per_process", "run"]
 
@@ -54,16 +61,18 @@ def add_parser(sub: Any) -> None:
         "launch",
         help="start N peers on this machine (real libp2p on loopback) and watch them train",
         description="Start a bootstrap node and N peers as local processes; show a live "
-        "table; write metrics.csv, summary.json and events.jsonl to --out.",
+        "table; write metrics.csv, summary.json, events.jsonl, layer_variance.csv, "
+        "accuracy.png, layer_variance.png and the final models (models/) to --out. "
+        "`rumor status --out DIR` and `rumor stop --out DIR` reach it from another shell.",
     )
-    p.add_argument("--peers", type=positive_int, default=8, help="number of peers (default 8)")
+    p.add_argument("--peers", type=positive_int, default=8, help="number of peers")
     p.add_argument("--rounds", type=positive_int, default=None,
                    help="stop after R rounds (default: run until Ctrl-C)")
     p.add_argument("--per-process", type=positive_int, default=None, metavar="K",
                    help="peers per worker process (default: ceil(N / cores), at most "
                    f"{MAX_PER_PROCESS_AUTO})")
     p.add_argument("--out", type=writable_dir, default=Path("runs/launch"),
-                   help="output directory")
+                   help="output directory (run files, final models)")
     p.add_argument("--base-dir", type=writable_dir, default=None,
                    help="peers' data dirs (identity, checkpoints) go to BASE/peer-XX; "
                    "an existing one is resumed (default: a temporary dir)")
@@ -80,16 +89,25 @@ def add_parser(sub: Any) -> None:
                    help="seconds to wait for peers to come up and find neighbours before "
                    "starting rounds anyway (default 60 + N)")
     p.add_argument("--quiet", action="store_true", help="no live table")
+    p.add_argument("--dashboard-port", type=port_or_any, default=0, metavar="PORT",
+                   help="serve the live dashboard on 127.0.0.1:PORT (default 0: any free "
+                   "port; the URL is printed as 'dashboard: URL')")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not serve the dashboard (default: served)")
     p.add_argument("--verbose", action="store_true", help="libp2p's own log messages")
     p.add_argument("--byzantine", type=nonneg_int, default=0, metavar="K",
                    help="K Byzantine peers (the simulator's seeded choice of indices); "
                    "they run --attack and are not evaluated")
     p.add_argument("--attack", type=attack_spec, default=None, metavar="SPEC",
-                   help="attack of the Byzantine peers, e.g. sign-flip or alie:z=1.5")
+                   help="attack of the Byzantine peers, e.g. sign-flip or alie:z=1.5 "
+                   "(default: none)")
     p.add_argument("--placement", type=launch_placement, default="random",
                    help="which peers are Byzantine: random (the simulator's seeded draw) "
                    "or list:I,J,... (hubs needs a topology: a launch has none)")
     add_node_flags(p)
+    add_config_flag(p)
+    renamed_flag(p, "--data-dir", "datasets are --dataset-dir DIR; the peers' identities "
+                 "and checkpoints are --base-dir DIR")
     p.set_defaults(func=run)
 
 
@@ -147,7 +165,7 @@ def render(mesh: Mesh, t0: float) -> Group:
         ("rumor launch  ", "bold"),
         f"{alive}/{mesh.n} peers in {len(mesh.workers)} processes  ",
         f"rounds {done}{target}  mean acc {mean}  ",
-        f"{time.monotonic() - t0:6.1f} s\n",
+        f"{time.monotonic() - t0:6.1f} s{eta_text(mesh)}\n",
         ("join from another shell: ", "dim"),
         f"rumor join --swarm {mesh.node_cfg.swarm} --bootstrap {mesh.bootstrap_addr}",
     )
@@ -166,15 +184,17 @@ def render(mesh: Mesh, t0: float) -> Group:
     return Group(head, table)
 
 
+def eta_text(mesh: Mesh) -> str:
+    rows = mesh.metrics.rows
+    return eta(rows[-1].time, len(rows), mesh.rounds) if rows else ""
+
+
 def run(args: argparse.Namespace) -> int:
     return asyncio.run(_run(args))
 
 
 def _console() -> Console:
-    console = Console(stderr=True)
-    if not console.is_terminal:  # a log file: no wrapping of addresses and rows
-        console = Console(stderr=True, width=200)
-    return console
+    return make_console()  # a log file: no wrapping of addresses and rows
 
 
 def print_notice(console: Console, level: str, text: str) -> None:
@@ -195,7 +215,7 @@ async def _run(args: argparse.Namespace) -> int:
         console.print(
             f"round {m.round:4d}  acc mean {m.acc_mean:.4f} (min {m.acc_min:.4f}, max "
             f"{m.acc_max:.4f})  consensus distance {m.consensus_distance:.4f}  "
-            f"{m.time:6.1f} s"
+            f"{m.time:6.1f} s{eta_text(mesh)}"
         )
 
     mesh = Mesh(mesh_config(args), on_notice=lambda lv, t: print_notice(console, lv, t),
@@ -215,14 +235,21 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig, name in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
         loop.add_signal_handler(sig, mesh.request_stop, name)
-    try:
-        result = await mesh.run(on_tick=on_tick)
-    finally:
-        if live is not None:
-            live.update(render(mesh, t0), refresh=True)
-            live.stop()
-            if not console.is_terminal:
-                console.line()
+    async with contextlib.AsyncExitStack() as stack:
+        if not args.no_dashboard:
+            dash, _ = await stack.enter_async_context(serve_mesh(
+                mesh, title=f"rumor launch: {mesh.n} peers", mode="launch",
+                port=args.dashboard_port))
+            url = dash.url if dash is not None else ""
+            console.print(f"dashboard: {url}", soft_wrap=True, highlight=False, markup=False)
+        try:
+            result = await mesh.run(on_tick=on_tick)
+        finally:
+            if live is not None:
+                live.update(render(mesh, t0), refresh=True)
+                live.stop()
+                if not console.is_terminal:
+                    console.line()
     code = 0
     if result.stopped == "error" or (result.errors and not result.rows):
         for msg in result.errors[:5]:
@@ -231,10 +258,23 @@ async def _run(args: argparse.Namespace) -> int:
     elif result.stopped in ("interrupted", "terminated") and args.rounds is not None:
         code = 130 if result.stopped == "interrupted" else 143
     if result.rows:
+        title = (f"rumor launch: {mesh.n} peers, {mesh.node_cfg.aggregator}, "
+                 f"{mesh.node_cfg.model} on {mesh.node_cfg.dataset}")
+        plot_accuracy(result.rows, args.out / "accuracy.png", title)
+        if mesh.metrics.variances:
+            plot_layer_variance(mesh.metrics.variances, args.out / "layer_variance.png", title)
         last = result.rows[-1]
         console.print(
             f"final acc mean {last.acc_mean:.4f} (min {last.acc_min:.4f}, max "
             f"{last.acc_max:.4f}) after round {last.round}, {result.wall_time:.1f} s wall "
             f"-> {args.out}"
         )
+        if not args.no_dashboard:
+            console.print(f"replay it on the dashboard: rumor dashboard {args.out}",
+                          style="dim", soft_wrap=True, highlight=False, markup=False)
+    models = sorted((args.out / "models").glob("peer-*.safetensors"))
+    if models:
+        console.print(f"final models: {args.out / 'models'} ({len(models)} peers; "
+                      "`rumor export` takes one from a running peer)", soft_wrap=True,
+                      markup=False, highlight=False)
     return code
