@@ -69,6 +69,7 @@ __all__ = [
 MAX_PER_PROCESS_AUTO = 8  # 64 peers in 8 processes; ~0.3 GB of torch per process
 LINE_LIMIT = 256 << 20  # a round event carries the model vector (base64)
 RELAY_ABOVE = 16  # peers; see Mesh.spawn_workers
+BOOTSTRAP_PEERS = 3  # earlier peers each later peer bootstraps through (above RELAY_ABOVE)
 SHUTDOWN_GRACE = 20.0
 
 Notice = Callable[[str, str], None]  # (level: "info" | "warning" | "error", text)
@@ -460,18 +461,23 @@ class Mesh:
         """Start the worker processes, K peers each.
 
         Above RELAY_ABOVE peers, py-libp2p 0.8.1's bootstrap (~12 concurrent DHT
-        streams) cannot serve everyone's first lookups: the first worker starts alone,
-        and once its peers are up each later peer also bootstraps through one of them
-        (round robin), so DHT records and lookups spread over those peers.
+        streams) cannot serve everyone's first lookups, and it should not be the one
+        door into the mesh: the first worker starts alone, and once its peers are up
+        every later peer also bootstraps through BOOTSTRAP_PEERS (3) different peers
+        that are up by then (round robin over them), so DHT records and lookups spread
+        over those peers and the mesh keeps its entry points if any one of them (or
+        the bootstrap node) goes.
         """
         groups = [list(range(s, min(s + self.k, self.n))) for s in range(0, self.n, self.k)]
-        relays: list[str] = []
         for w, indices in enumerate(groups):
             if w == 1 and self.n > RELAY_ABOVE:
-                relays = await self._first_worker_addrs(groups[0])
+                await self._first_worker_addrs(groups[0])
             cfg = self.worker_config(indices)
-            if relays:
-                cfg["relays"] = {str(i): relays[i % len(relays)] for i in indices}
+            up = [p.addrs[0] for p in self.peers[: indices[0]] if p.ready and p.addrs]
+            if up and self.n > RELAY_ABOVE:
+                take = min(BOOTSTRAP_PEERS, len(up))
+                cfg["relays"] = {str(i): [up[(i * take + j) % len(up)] for j in range(take)]
+                                 for i in indices}
             await self._spawn(w, indices, cfg, f"worker-{w}.log")
 
     def kill_peer(self, i: int) -> None:

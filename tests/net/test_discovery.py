@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
 from rumor.node.transport.base import PeerConnected, PeerDisconnected, Received
 from rumor.node.transport.libp2p import Libp2pTransport
+from rumor.node.transport.peer_book import PeerBook
 from rumor.protocols.errors import TransportError
 from rumor.protocols.identity import Identity
 
@@ -185,3 +187,51 @@ async def test_a_busy_fixed_port_is_refused_despite_so_reuseport() -> None:
         await second.close()
     finally:
         await first.close()
+
+
+@pytest.mark.timeout(90)
+async def test_a_restarted_first_peer_on_a_new_port_rejoins_from_its_peer_book(
+    tmp_path: Path,
+) -> None:
+    """No bootstrap node: A is the others' only bootstrap. A restarts on a new port
+    with no --bootstrap at all; from its peer book it dials the members it met, and
+    they (whose only bootstrap address for A is now stale) talk to it again."""
+    ids = [Identity.from_seed(bytes([0xD0 + i]) * 32) for i in range(3)]
+    books = [tmp_path / f"book-{i}.json" for i in range(3)]
+
+    def member(i: int, bootstrap: list[str]) -> Libp2pTransport:
+        return Libp2pTransport(ids[i], swarm=SWARM, bootstrap=bootstrap,
+                               discovery_interval=1.0, join_stagger=0.5, peer_book=books[i])
+
+    first = Watched(member(0, []))
+    watched = [first]
+    try:
+        await first.transport.start()
+        old_addrs = first.transport.listen_addrs()
+        for i in (1, 2):
+            w = Watched(member(i, old_addrs))
+            watched.append(w)
+            await w.transport.start()
+        await wait_until(watched, lambda: all(len(w.live) >= 2 for w in watched), DEADLINE)
+        await watched[0].close()
+        others = watched[1:]
+        await wait_until(others, lambda: all(ids[0].peer_id not in w.live for w in others),
+                         DEADLINE)
+        assert {p for p, _ in PeerBook(books[0], ids[0], SWARM).load()} == {
+            ids[1].peer_id, ids[2].peer_id}
+
+        reborn = Watched(member(0, []))
+        watched[0] = reborn
+        await reborn.transport.start()
+        assert reborn.transport.listen_addrs() != old_addrs
+        assert set(reborn.transport.remembered_peers()) == {ids[1].peer_id, ids[2].peer_id}
+        await wait_until(watched, lambda: len(reborn.live) == 2 and all(
+            ids[0].peer_id in w.live for w in others), DEADLINE)
+        for w in others:
+            await w.transport.send(ids[0].peer_id, b"hello " + w.transport.local_id.encode())
+        await reborn.transport.send(ids[1].peer_id, b"back")
+        await wait_until(watched, lambda: len(reborn.received) >= 2 and any(
+            r.data == b"back" for r in others[0].received), 10)
+    finally:
+        for w in watched:
+            await w.close()
