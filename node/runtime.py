@@ -321,6 +321,7 @@ class NodeRuntime:
             "received": len(merge.updates) if merge is not None else 1,
             "timed_out": merge.timed_out if merge is not None else False,
             "catch_up_to": merge.catch_up_to if merge is not None else None,
+            "senders": [u.sender for u in merge.updates] if merge is not None else [],
             "neighbours": len(p.neighbours),
             "messages_sent": self.messages_sent,
             "bytes_sent": self.bytes_sent,
