@@ -8,8 +8,13 @@ their ``t`` on the same clock.
 Definitions (mesh round at time t = the highest round any launched peer finished by t):
 
 - ``joined_round``: the mesh round when a launched peer first saw the joiner connect.
-- ``accepted_round``: the mesh round when a launched peer first merged an update of the
-  joiner; ``rounds_to_accept = accepted_round - joined_round``.
+- ``accepted_round``: the mesh round from which on the launched peers accept the
+  joiner's updates: that of the last ``stale`` reject of one of its messages (the
+  joined round when there was none); ``rounds_to_accept = accepted_round -
+  joined_round``.
+- ``first_merged_round``: the mesh round when a launched peer first merged one of the
+  joiner's updates (a merge takes the first ``min_updates`` to arrive, so an accepted
+  update is not always merged).
 - ``stale_rejects``: launched peers' ``stale`` rejects of the joiner's messages (all
   of them, and per launched peer the most); before the PULL/STATE catch-up a joiner at
   round 0 drew ~340 of them per peer.
@@ -36,6 +41,7 @@ class CatchUpReport:
     joined_round: int | None
     accepted_round: int | None
     rounds_to_accept: int | None
+    first_merged_round: int | None
     stale_rejects: int
     max_stale_rejects_per_peer: int
     other_rejects: dict[str, int]
@@ -81,8 +87,10 @@ def catch_up_report(mesh_events: Iterable[dict[str, Any]], joiner: str,
             accs[int(e["round"])].append(float(e["acc"]))
     joined_t = next((float(e["t"]) for e in events if e.get("event") == "peer_connected"
                      and e.get("peer") == joiner), None)
-    accepted_t = next((float(e["t"]) for e in events if e.get("event") == "round"
-                       and joiner in (e.get("senders") or [])), None)
+    merged_t = next((float(e["t"]) for e in events if e.get("event") == "round"
+                     and joiner in (e.get("senders") or [])), None)
+    stale_t = [float(e["t"]) for e in events if e.get("event") == "reject"
+               and e.get("from") == joiner and e.get("reason") == "stale"]
     merged_by = len({e.get("i") for e in events if e.get("event") == "round"
                      and joiner in (e.get("senders") or [])})
     rejects: Counter[str] = Counter()
@@ -94,7 +102,9 @@ def catch_up_report(mesh_events: Iterable[dict[str, Any]], joiner: str,
             if reason == "stale":
                 stale_by_peer[e.get("i")] += 1
     joined = None if joined_t is None else _mesh_round_at(rounds, joined_t)
-    accepted = None if accepted_t is None else _mesh_round_at(rounds, accepted_t)
+    accepted = None if joined is None else max(
+        [joined, *(_mesh_round_at(rounds, t) for t in stale_t)])
+    merged = None if merged_t is None else _mesh_round_at(rounds, merged_t)
     own = sorted((e for e in joiner_rounds if e.get("event") == "round"),
                  key=lambda e: int(e["round"]))
     jump = next((int(e["catch_up_to"]) for e in own if e.get("catch_up_to") is not None), None)
@@ -113,6 +123,7 @@ def catch_up_report(mesh_events: Iterable[dict[str, Any]], joiner: str,
         joined_round=joined,
         accepted_round=accepted,
         rounds_to_accept=None if joined is None or accepted is None else accepted - joined,
+        first_merged_round=merged,
         stale_rejects=stale,
         max_stale_rejects_per_peer=max(stale_by_peer.values(), default=0),
         other_rejects=dict(rejects),

@@ -749,7 +749,11 @@ class Libp2pTransport:
             key_pair=key_pair,
             listen_addrs=self._listen,
             muxer_preference="YAMUX",
-            connection_config=ConnectionConfig(max_connections_per_peer=1),
+            # No auto-connector: by default 0.8.1 dials peer-store entries (every DHT
+            # peer ever heard of) until ~200 connections are open, every 30 s; a 256-peer
+            # launch then ran near-cliques. Discovery (target_members) decides instead.
+            connection_config=ConnectionConfig(max_connections_per_peer=1, min_connections=0,
+                                               low_watermark=0, high_watermark=0),
             addrs_factory=lambda found: advertised(found, self._announce_addrs),
         )
         if str(host.get_id()) != self._id:
