@@ -66,7 +66,7 @@ __all__ = [
     "default_per_process",
 ]
 
-MAX_PER_PROCESS_AUTO = 32  # 256 peers in 8 processes; ~0.37 GB of torch & co. a process
+MAX_PER_PROCESS_AUTO = 24  # 256 peers in 11 processes; ~0.47 GB of torch & co. a process
 LINE_LIMIT = 256 << 20  # a round event carries the model vector (base64)
 RELAY_ABOVE = 16  # peers; see Mesh.spawn_workers
 BOOTSTRAP_PEERS = 3  # earlier peers each later peer bootstraps through (above RELAY_ABOVE)
@@ -78,9 +78,10 @@ RowSink = Callable[[RoundMetrics], None]
 
 def default_per_process(peers: int, cpus: int | None = None) -> int:
     """K: one process per core (imports and training of a process share one GIL), but
-    at most 32 peers a process (their hosts share it too). 2 cores: 8 peers -> 2 x 4,
-    64 -> 2 x 32, 256 -> 8 x 32. A process pays ~0.37 GB (torch, libp2p, the dataset,
-    the first torch ops); a peer ~10 MB more (benchmarks/launch_scale.py)."""
+    at most 24 peers a process (their hosts share its GIL: at 32 a process, discovery
+    starved on a loaded 2-core box). 2 cores: 8 peers -> 2 x 4, 64 -> 3 x 24 (the last
+    16), 256 -> 11 x 24. A process pays ~0.47 GB (torch, libp2p, the dataset, the first
+    torch ops); a peer a few MB more (benchmarks/launch_scale.py)."""
     cores = cpus or os.cpu_count() or 2
     return max(1, min(MAX_PER_PROCESS_AUTO, math.ceil(peers / cores)))
 

@@ -2,7 +2,8 @@
 
 A bootstrap node (DHT only, not a swarm member) and three peers that know only the
 bootstrap's address. Every wait is a condition with a deadline; the module stays well
-under a minute.
+under a minute
+on an idle machine.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from rumor.protocols.identity import Identity
 pytestmark = pytest.mark.net
 
 SWARM = "test-discovery"
-DEADLINE = 20.0
+# Generous: on a 2-core box at load 60 (a 256-peer launch next to the tests) the first
+# DHT rounds of three fresh peers took over 20 s; every wait ends once its condition holds.
+DEADLINE = 60.0
 
 
 class Watched:
@@ -103,7 +106,7 @@ async def mesh() -> AsyncIterator[tuple[Libp2pTransport, list[Identity], list[Wa
         await boot.close()
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(200)
 async def test_peers_knowing_only_the_bootstrap_find_each_other(
     mesh: tuple[Libp2pTransport, list[Identity], list[Watched]],
 ) -> None:
@@ -121,7 +124,7 @@ async def test_peers_knowing_only_the_bootstrap_find_each_other(
     assert set(found) == ids - {first.transport.local_id}
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(200)
 async def test_a_restarted_peer_on_a_new_port_is_reached_again(
     mesh: tuple[Libp2pTransport, list[Identity], list[Watched]],
 ) -> None:
@@ -146,7 +149,7 @@ async def test_a_restarted_peer_on_a_new_port_is_reached_again(
     await wait_until(watched, lambda: len(reborn.received) >= 2, 10)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(200)
 async def test_connect_with_fresh_addresses_beats_stale_ones_and_dial_backoff(
     mesh: tuple[Libp2pTransport, list[Identity], list[Watched]],
 ) -> None:
@@ -189,7 +192,7 @@ async def test_a_busy_fixed_port_is_refused_despite_so_reuseport() -> None:
         await first.close()
 
 
-@pytest.mark.timeout(90)
+@pytest.mark.timeout(240)
 async def test_a_restarted_first_peer_on_a_new_port_rejoins_from_its_peer_book(
     tmp_path: Path,
 ) -> None:
