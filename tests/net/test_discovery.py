@@ -2,8 +2,7 @@
 
 A bootstrap node (DHT only, not a swarm member) and three peers that know only the
 bootstrap's address. Every wait is a condition with a deadline; the module stays well
-under a minute
-on an idle machine.
+under a minute on an idle machine.
 """
 
 from __future__ import annotations

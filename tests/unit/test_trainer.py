@@ -174,7 +174,7 @@ def test_one_trainer_used_by_two_threads_at_once_trains_and_evaluates_correctly(
         try:
             for _ in range(60):
                 results.append(tr.train(params, parts[:1], seed=1, round=0))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
         finally:
             stop.set()
@@ -183,7 +183,7 @@ def test_one_trainer_used_by_two_threads_at_once_trains_and_evaluates_correctly(
         try:
             while not stop.is_set():
                 tr.evaluate(params, digits.x_test, digits.y_test)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=train), threading.Thread(target=train),
