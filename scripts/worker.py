@@ -150,6 +150,7 @@ class Hosted:
             listen=["/ip4/127.0.0.1/tcp/0"],
             swarm=node_cfg.swarm,
             bootstrap=[*cfg.bootstrap, *([extra] if isinstance(extra, str) else extra)],
+            members=[extra] if isinstance(extra, str) else extra,  # launched: members
             discovery_interval=cfg.discovery_interval,
             join_stagger=cfg.join_stagger,
             peer_book=data_dir / BOOK_FILE,

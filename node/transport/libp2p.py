@@ -382,6 +382,9 @@ class Libp2pTransport:
         connected (members that dial us count too and are always accepted): in a swarm
         of hundreds every peer keeps a random ~24-48 neighbours, not hundreds of
         connections (each costs memory, yamux and identify traffic).
+    members: multiaddrs (with ``/p2p/<id>``) of peers known to be swarm members (a
+        launcher knows its peers): dialled as members in the first discovery round, like
+        the peer book's, without waiting for the DHT.
     peer_book: a file (``DATA_DIR/known_peers.json``) where the swarm members met are
         remembered (node.transport.peer_book); a restarted peer dials them in its first
         discovery round, and again whenever it has no member left, so it rejoins
@@ -418,6 +421,7 @@ class Libp2pTransport:
         announce_addrs: Sequence[str] = (),
         peer_book: Path | None = None,
         target_members: int = DEFAULT_TARGET_MEMBERS,
+        members: Sequence[str] = (),
     ) -> None:
         if max_message <= 0 or max_message > _MAX_FRAME_FIELD:
             raise ValueError("max_message must be in 1 .. 2**32-1")
@@ -461,6 +465,14 @@ class Libp2pTransport:
                 self._bootstrap.append((maddr, pid))
         self._book = None if peer_book is None else PeerBook(peer_book, identity, swarm)
         self._remembered = [] if self._book is None else self._book.load()
+        known = {peer for peer, _ in self._remembered}
+        for addr in members:  # known members first: dialled like remembered ones
+            maddr, pid = _split_p2p(addr)
+            if pid is None:
+                raise ValueError(f"member address {addr!r} lacks /p2p/<peer id>")
+            if pid != self._id and pid not in known:
+                known.add(pid)
+                self._remembered.insert(0, (pid, (str(maddr),)))
         self._isolated_warned = False
         if target_members < 1:
             raise ValueError("target_members must be at least 1")

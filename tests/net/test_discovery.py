@@ -237,3 +237,23 @@ async def test_a_restarted_first_peer_on_a_new_port_rejoins_from_its_peer_book(
     finally:
         for w in watched:
             await w.close()
+
+
+@pytest.mark.timeout(200)
+async def test_a_known_member_is_a_neighbour_without_any_dht_lookup() -> None:
+    """``members=``: a launcher's peer dials the members it was given at once."""
+    a = Watched(Libp2pTransport(Identity.from_seed(b"\xe0" * 32), swarm=SWARM,
+                                discovery_interval=None))
+    watched = [a]
+    try:
+        await a.transport.start()
+        b = Watched(Libp2pTransport(Identity.from_seed(b"\xe1" * 32), swarm=SWARM,
+                                    members=a.transport.listen_addrs(),
+                                    discovery_interval=1.0, join_stagger=0.1))
+        watched.append(b)
+        await b.transport.start()
+        await wait_until(watched, lambda: a.transport.local_id in b.live
+                         and b.transport.local_id in a.live, DEADLINE)
+    finally:
+        for w in watched:
+            await w.close()
