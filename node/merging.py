@@ -21,6 +21,13 @@ from rumor.protocols.events import ReceivedUpdate
 FEDAVG = "fedavg"
 
 
+def aggregator_names() -> list[str]:
+    """Every name ``--aggregator`` takes: the registered rules, the stateful defenses
+    (monna, sybilwall, ...), fedavg, and the composed ``vc:<rule>``."""
+    return [*sorted({*aggregation.names(), *aggregation.defense_names()}), FEDAVG,
+            "vc:<rule>"]
+
+
 def needs_layout(name: str) -> bool:
     return name.startswith("variance") or name.startswith("vc:")
 

@@ -49,7 +49,7 @@ from rumor.node.engine import (
 )
 from rumor.node.merging import FEDAVG
 from rumor.node.models import init_params
-from rumor.node.results import RoundMetrics
+from rumor.node.results import LayerVariance, RoundMetrics, layer_variance
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
 from rumor.node.transport.base import Received
@@ -325,6 +325,9 @@ class Simulation:
         self._round_bytes: dict[int, int] = {}
         self.finished: set[int] = set()
         self.metrics: list[RoundMetrics] = []
+        # per round and tensor, observed (round 0: the initial models)
+        self.layer_variances: list[LayerVariance] = layer_variance(
+            0, self.params[self.honest].numpy(), self.layout)
         self.modest_rounds: list[dict[str, Any]] = []  # per aggregated round (modest)
         self.events: list[dict[str, Any]] = []
         self.peer_accuracy: dict[int, float] = {}  # evaluated peers, last completed round
@@ -662,6 +665,7 @@ class Simulation:
             peers_alive=len(snap),
         )
         self.metrics.append(m)
+        self.layer_variances += layer_variance(m.round, rows.numpy(), self.layout)
         if self._on_round is not None:
             self._on_round(m)
 

@@ -42,7 +42,7 @@ def _join_cmd(mesh: Mesh, data_dir: Path, rounds: int | None) -> list[str]:
     node = mesh.node_cfg
     boots = [mesh.bootstrap_addr, *[p.addrs[0] for p in mesh.peers[:3] if p.addrs]]
     cmd = [sys.executable, "-m", "rumor.scripts.cli", "join", "--json",
-           "--data-dir", str(data_dir), "--swarm", node.swarm, "--model", node.model,
+           "--node-dir", str(data_dir), "--swarm", node.swarm, "--model", node.model,
            "--dataset", node.dataset, "--split", node.split, "--shards", str(node.shards),
            "--seed", str(node.seed), "--aggregator", node.aggregator, "--f", str(node.f),
            "--lr", str(node.lr), "--batch-size", str(node.batch_size),

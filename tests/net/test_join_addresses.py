@@ -29,7 +29,7 @@ def test_join_prints_unwrapped_dialable_addresses_and_writes_them_to_the_data_di
     data = tmp_path / "peer"
     env = {**os.environ, "COLUMNS": "40", "TERM": "dumb"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rumor.scripts.cli", "join", "--data-dir", str(data),
+        [sys.executable, "-m", "rumor.scripts.cli", "join", "--node-dir", str(data),
          "--listen", "/ip4/0.0.0.0/tcp/0", "--announce", "/ip4/203.0.113.7/tcp/4001",
          "--swarm", f"addr-test-{os.getpid()}"],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
