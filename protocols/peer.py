@@ -85,7 +85,7 @@ from rumor.protocols.messages import (
     TensorPayload,
 )
 from rumor.protocols.schedule import RoundPlan, Step
-from rumor.protocols.validation import ValidationConfig, Validator
+from rumor.protocols.validation import Decode, ValidationConfig, Validator
 
 #: rounds the wire can carry (the codec refuses 2**63 and above)
 ROUND_LIMIT = 2**63
@@ -139,6 +139,7 @@ class PeerConfig:
     polyak_beta: float | None = None
     relay_keep_rounds: int = 3
     max_relays: int = 1024
+    keep_raw: bool = True  # keep received UPDATE bytes for HISTORY forwarding
     seed: int = 0
     schedule: str = "constant"  # rumor.protocols.schedule: ``rounds`` counts training
     gossip_steps: int = 1       # rounds; the plan adds mixing and final-merge rounds
@@ -155,6 +156,7 @@ class Peer:
         *,
         merger: Merger | None = None,
         adversary: Adversary | None = None,
+        decode: Decode = codec.decode,
     ) -> None:
         if config.role is Role.CLIENT and config.server is None:
             raise ValueError("a FedAvg client needs the server's PeerID")
@@ -168,7 +170,7 @@ class Peer:
         self.config = config
         self.merger = merger
         self.adversary = adversary
-        self.validator = Validator(config.validation)
+        self.validator = Validator(config.validation, decode=decode)
         self.phase = Phase.IDLE
         self.round = 0
         self.discovered: set[PeerId] = set()
@@ -475,6 +477,8 @@ class Peer:
 
     # ----------------------------------------------------------- history gossip
     def _keep_raw(self, origin: PeerId, round_: int, raw: bytes) -> None:
+        if not self.config.keep_raw:
+            return
         self._raw[(origin, round_)] = raw
         if len(self._raw) > self.config.max_relays:
             oldest = min(self._raw, key=lambda k: k[1])
@@ -553,7 +557,12 @@ class Peer:
         keep = self.round - self.config.relay_keep_rounds
         relays = tuple(r for _, r in sorted(self._relays.items()) if r.round >= keep)
         self._relays.clear()
-        self._view = tuple(u.vector for u in used)
+        # what can still be forwarded: updates merged now (round >= round - max_lag)
+        # and relays kept above; older bytes are dropped (memory stays bounded)
+        oldest = self.round - max(lag, self.config.relay_keep_rounds)
+        self._raw = {k: v for k, v in self._raw.items() if k[1] >= oldest}
+        if self.adversary is not None:  # the adversary's partial view (nobody else's)
+            self._view = tuple(u.vector for u in used)
         self.phase = Phase.MERGING
         self._deadline = None
         out: list[Command] = []

@@ -18,13 +18,15 @@ a later honest one.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from rumor.protocols.codec import Limits, decode
 from rumor.protocols.errors import RejectedMessage
 from rumor.protocols.messages import Envelope, Kind, ModelBody
+
+#: ``codec.decode``'s signature; a runtime may pass an equivalent (a memo of it)
+Decode = Callable[..., Envelope]
 
 #: kinds whose round must not be older than ``current_round - max_lag``
 _LAG_CHECKED = frozenset({Kind.UPDATE, Kind.GLOBAL, Kind.HISTORY})
@@ -86,8 +88,13 @@ class _Buckets:
 class Validator:
     """Stateful receiver checks; see the module docstring for the contract."""
 
-    def __init__(self, config: ValidationConfig) -> None:
+    def __init__(self, config: ValidationConfig, *, decode: Decode = decode) -> None:
+        """``decode``: ``codec.decode`` or a function with its exact contract (same
+        Envelope or RejectedMessage for the same bytes and arguments, ``on_header``
+        called for every message that gets that far); the simulator passes a memo that
+        decodes a message object shared by several receivers once."""
         self.config = config
+        self._decode = decode
         self.rejects: Counter[str] = Counter()
         self.accepted = 0
         self.last_reject: RejectedMessage | None = None
@@ -126,7 +133,7 @@ class Validator:
             if not self._buckets.take(link_sender or sender, now):
                 raise RejectedMessage("flood", "rate limit exceeded")
 
-        env = decode(
+        env = self._decode(
             raw,
             swarm=cfg.swarm,
             verify_signature=cfg.verify_signatures,
@@ -157,7 +164,7 @@ class Validator:
             raise RejectedMessage("shape_mismatch", f"{tensor.shape} != {cfg.shape}")
         if tensor.dtype != cfg.dtype:
             raise RejectedMessage("dtype_mismatch", f"{tensor.dtype} != {cfg.dtype}")
-        if not np.isfinite(tensor.to_array()).all():
+        if not tensor.all_finite:
             raise RejectedMessage("nan_inf", "tensor holds NaN or Inf")
 
     def check_record(self, inner: bytes) -> Envelope | None:
@@ -165,7 +172,7 @@ class Validator:
         (swarm, signature, shape, dtype, finiteness) but without replay or rate state;
         None after counting ``bad_record``."""
         try:
-            env = decode(inner, swarm=self.config.swarm,
+            env = self._decode(inner, swarm=self.config.swarm,
                          verify_signature=self.config.verify_signatures,
                          limits=self.config.limits)
             if env.kind is not Kind.UPDATE or not isinstance(env.body, ModelBody):

@@ -134,6 +134,19 @@ def listen_multiaddr(text: str) -> str:
     return text
 
 
+def announce_multiaddr(text: str) -> str:
+    """/ip4|ip6/HOST/tcp/PORT (no port 0): an address others can dial us at."""
+    names, host, tcp = _tcp_parts(text)
+    if names[-1] == "p2p":
+        names = names[:-1]
+    if len(names) != 2 or tcp == 0:
+        raise argparse.ArgumentTypeError(
+            f"an announce address is /ip4/HOST/tcp/PORT with a real port, got {text!r}")
+    if host in ("0.0.0.0", "::"):
+        raise argparse.ArgumentTypeError(f"announce a dialable address, not {host}")
+    return text
+
+
 def peer_multiaddr(text: str) -> str:
     """/ip4|ip6/HOST/tcp/PORT/p2p/PEERID (a peer to dial)."""
     names, _, tcp = _tcp_parts(text)

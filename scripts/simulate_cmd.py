@@ -74,8 +74,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--min-updates", type=nonneg_int, default=None,
                    help="merge once this many updates arrived (default: all neighbours)")
     p.add_argument("--eval-peers", type=positive_int, default=None,
-                   help="evaluate a seeded sample of this many peers each round (default: "
-                   "every honest peer)")
+                   help="evaluate a seeded sample of this many peers each round "
+                   "(default: all up to 200, else a sample of 200; all peers' final "
+                   "models are evaluated at the end: summary.json final_all_peers)")
     p.add_argument("--attack", type=attack_spec, default=None, metavar="NAME[:k=v,...]",
                    help="sign-flip | gaussian | alie | ipm | free-ride | label-flip, "
                         "e.g. alie or sign-flip:scale=4 or label-flip:pairs=0-1 (default: "
@@ -179,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     summary = write_run(out, sim, rows, interrupted=interrupted, wall_time=round(wall, 3))
     if interrupted:
-        console.print(f"interrupted after {len(rows)} of {cfg.rounds} rounds; partial "
+        console.print(f"interrupted after {len(rows)} of {cfg.protocol_rounds} rounds; partial "
                       f"results -> {out}", soft_wrap=True, markup=False, highlight=False)
         return 130
     last = rows[-1] if rows else None

@@ -12,6 +12,7 @@ from rumor.node.engine.build import build_peer, make_adversary, make_merger, nee
 from rumor.node.engine.evaluator import LocalEvaluator
 from rumor.node.engine.executor import Backend, CommandExecutor
 from rumor.node.engine.merger import RuleMerger
+from rumor.node.engine.shared_decode import SharedDecoder
 
 __all__ = [
     "AttackAdversary",
@@ -20,6 +21,7 @@ __all__ = [
     "CommandExecutor",
     "LocalEvaluator",
     "RuleMerger",
+    "SharedDecoder",
     "build_peer",
     "data_label_map",
     "make_adversary",
