@@ -9,7 +9,10 @@ token bucket per sender: ``flood_rate`` messages per second, ``flood_burst`` at 
 time passed in), a sender that is not the authenticated link (nothing is relayed
 under another identity: HISTORY wraps the origin's message instead) and, for model
 bodies, shape, dtype and NaN/Inf. ``check_record`` checks the message inside a
-HISTORY like one from its origin. ``check`` never raises: it returns the Envelope or None
+HISTORY like one from its origin. A DIFF body (compressed gossip) is decoded by the
+``compression`` hook before the message counts as accepted (``bad_compressed``,
+``nan_inf``, ``shape_mismatch``); the decoded vector is ``decoded`` until the next
+check. ``check`` never raises: it returns the Envelope or None
 and increments ``rejects[reason]``. A rejected message never changes replay or rate
 state beyond the flood bucket, so an attacker cannot use a rejected message to block
 a later honest one.
@@ -22,11 +25,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rumor.protocols.choco import shared_seed
 from rumor.protocols.codec import Limits, decode
 from rumor.protocols.errors import RejectedMessage
-from rumor.protocols.messages import Envelope, Kind, ModelBody
+from rumor.protocols.events import Vector
+from rumor.protocols.hooks import Compression
+from rumor.protocols.messages import CompressedBody, Envelope, Kind, ModelBody
 
-#: kinds whose round must not be older than ``current_round - max_lag``
+#: kinds whose round must not be older than ``current_round - max_lag`` (not DIFF: a
+#: late difference still keeps the receiver's copy in sync; the Peer does not merge it)
 _LAG_CHECKED = frozenset({Kind.UPDATE, Kind.GLOBAL, Kind.HISTORY})
 
 REJECT_REASONS: tuple[str, ...] = (
@@ -47,6 +54,8 @@ REJECT_REASONS: tuple[str, ...] = (
     "shape_mismatch",
     "dtype_mismatch",
     "nan_inf",
+    "bad_compressed",
+    "desync",
 )
 
 
@@ -86,8 +95,11 @@ class _Buckets:
 class Validator:
     """Stateful receiver checks; see the module docstring for the contract."""
 
-    def __init__(self, config: ValidationConfig) -> None:
+    def __init__(self, config: ValidationConfig, compression: Compression | None = None
+                 ) -> None:
         self.config = config
+        self.compression = compression
+        self.decoded: Vector | None = None  # the last accepted DIFF body, decoded
         self.rejects: Counter[str] = Counter()
         self.accepted = 0
         self.last_reject: RejectedMessage | None = None
@@ -144,6 +156,9 @@ class Validator:
                 "too_far_ahead", f"round {env.round} > {current_round} + {cfg.max_ahead}")
         if isinstance(env.body, ModelBody):
             self._check_tensor(env.body)
+        self.decoded = None
+        if isinstance(env.body, CompressedBody):
+            self.decoded = self._decode(env)
         self._last[key] = (env.round, env.seq)
         self._last.move_to_end(key)
         if len(self._last) > cfg.max_tracked_senders:
@@ -159,6 +174,16 @@ class Validator:
             raise RejectedMessage("dtype_mismatch", f"{tensor.dtype} != {cfg.dtype}")
         if not np.isfinite(tensor.to_array()).all():
             raise RejectedMessage("nan_inf", "tensor holds NaN or Inf")
+
+    def _decode(self, env: Envelope) -> Vector:
+        body = env.body
+        assert isinstance(body, CompressedBody)
+        if (body.dim,) != self.config.shape:
+            raise RejectedMessage("shape_mismatch", f"({body.dim},) != {self.config.shape}")
+        if self.compression is None:
+            raise RejectedMessage("bad_compressed", "this peer decodes no compressed bodies")
+        return self.compression.decompress(
+            body, seed=shared_seed(env.sender, env.round, env.seq))
 
     def check_record(self, inner: bytes) -> Envelope | None:
         """The forwarded UPDATE inside a HISTORY message, checked like one from its origin

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+from rumor.aggregation.compression import parse_spec
 from rumor.aggregation.layout import Layout
 from rumor.node.attacks import parse_attack
 from rumor.node.engine.adversary import AttackAdversary, Collusion
+from rumor.node.engine.compression import CompressionHook
 from rumor.node.engine.merger import RuleMerger
 from rumor.protocols.config import ProtocolConfig
 from rumor.protocols.errors import ConfigError
@@ -63,13 +65,16 @@ def build_peer(
     member: int = 0,
     evaluator: Evaluator | None = None,
 ) -> Peer:
-    """A Peer with its merger and (when ``proto.attack`` is set) its adversary.
+    """A Peer with its merger, its compression hook (every peer decodes compressed
+    gossip; it compresses when ``proto.compress`` names a compressor) and (when
+    ``proto.attack`` is set) its adversary.
 
     ``evaluator``: the peer's own local data (per-class F1 of model vectors), provided
     by the runtime's learner; required by the rules in ``EVALUATED`` (bristle)."""
     if needs_evaluator(proto.aggregator) and evaluator is None:
         raise ConfigError(f"aggregator {proto.aggregator!r} needs the peer's evaluator")
     s = peer_seed(identity.peer_id) if seed is None else seed
+    spec = parse_spec(proto.compress)
     vcfg = ValidationConfig(
         swarm=proto.swarm,
         shape=(dimension,),
@@ -97,7 +102,11 @@ def build_peer(
         catch_up_gap=proto.catch_up_gap,
         polyak_beta=proto.effective_polyak_beta(),
         seed=s,
+        feedback=spec.feedback if spec is not None else "ef",
+        eta=spec.eta if spec is not None else 1.0,
+        gamma=spec.gamma if spec is not None else 1.0,
     )
     return Peer(identity, pcfg, merger=make_merger(proto, layout, s, evaluator),
                 adversary=make_adversary(proto, view=view, seed=s, collusion=collusion,
-                                         member=member))
+                                         member=member),
+                compression=CompressionHook(spec, layout, s))
