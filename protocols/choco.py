@@ -29,9 +29,10 @@ version) per group of receivers that hold the same copy. Pushing to every neighb
 message to a receiver without a track is a keyframe (``base`` = 0: the copy *is* the
 decoded body; the model int8-quantized by default, ``keyframe=full`` sends float32; the
 quantization error is the first error the feedback sends); every other DIFF names the
-version it applies to (``base``: the seq, >= 1, of the previous DIFF to that receiver). A receiver whose copy is missing or at another version (lost
-message, restart, partition) counts ``desync`` and sends RESYNC once; the sender then
-drops it from its track, so its next message to it is a keyframe.
+version it applies to (``base``: the seq, >= 1, of the previous DIFF to that
+receiver). A receiver whose copy is missing or at another version (lost message,
+restart, partition) counts ``desync`` and sends RESYNC once; the sender then drops it
+from its track, so its next message to it is a keyframe.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
     attack_spec,
+    compress_help,
     existing_file,
     listen_multiaddr,
     nonneg_int,
@@ -84,6 +85,8 @@ def _bootstrap_list(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if compress_help(args):
+        return 0
     return asyncio.run(_run(args))
 
 

@@ -37,6 +37,7 @@ from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
     attack_spec,
+    compress_help,
     launch_placement,
     nonneg_int,
     port_base,
@@ -167,6 +168,8 @@ def render(mesh: Mesh, t0: float) -> Group:
 
 
 def run(args: argparse.Namespace) -> int:
+    if compress_help(args):
+        return 0
     return asyncio.run(_run(args))
 
 

@@ -13,7 +13,10 @@ from rich.console import Console
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import SimulationConfig, run_simulation
 from rumor.scripts.options import (
+    COMPRESS_HELP,
     attack_spec,
+    compress_help,
+    compress_spec,
     dataset_name,
     dir_path,
     model_name,
@@ -80,6 +83,8 @@ def add_parser(sub: Any) -> None:
                    help="fraction of peers that hold no data (relay only)")
     p.add_argument("--test-subset", type=positive_int, default=None,
                    help="evaluate on a seeded subset of this many test samples")
+    p.add_argument("--compress", type=compress_spec, default=None, metavar="NAME[:k=v,...]",
+                   help=COMPRESS_HELP)
     p.add_argument("--sign", action="store_true",
                    help="sign and verify every message (slower; always on in real mode)")
     p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
@@ -119,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         placement=args.placement,
         sybils=args.sybils,
         relay_fraction=args.relay_fraction,
+        compress=None if args.compress in (None, "none") else args.compress,
     )
 
 
@@ -134,6 +140,8 @@ def views_note(summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if compress_help(args):
+        return 0
     if args.aggregator == "help":
         from rumor import aggregation
 

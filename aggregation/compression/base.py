@@ -21,9 +21,12 @@ Spec grammar (``--compress`` and scenario files)::
 
 Besides the compressor's own parameters, every spec takes ``feedback=none|ef|econtrol``
 (default ``ef``), ``eta=`` (EControl's feedback strength, default 0.5, only with
-``feedback=econtrol``), ``gamma=`` (the consensus step of the merge, default 1) and
-``keyframe=int8|full`` (how a receiver gets its first copy). They are consumed by the difference gossip of rumor.protocols.choco, not by the
-compressor. ``none`` means no compression.
+``feedback=econtrol``), ``gamma=`` (the consensus step of the merge; default 1 for
+quantizers and 0.3 for sparsifiers and PowerSGD, where 1 diverges: measured with top-k
+1 % on digits, see docs/compression.md) and
+``keyframe=int8|full`` (how a receiver gets its first copy). They are consumed by the
+difference gossip of rumor.protocols.choco, not by the compressor. ``none`` means no
+compression.
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ class CompressorInfo:
     factory: Callable[..., Compressor]
     summary: str
     params: dict[str, Param] = field(default_factory=dict)
+    gamma: float = DEFAULT_GAMMA  # the default consensus step with this compressor
 
 
 COMPRESSORS: dict[str, CompressorInfo] = {}
@@ -101,12 +105,13 @@ DECODERS: dict[str, Decoder] = {}
 
 
 def register_compressor(
-    name: str, summary: str, params: dict[str, Param] | None = None
+    name: str, summary: str, params: dict[str, Param] | None = None,
+    gamma: float = DEFAULT_GAMMA,
 ) -> Callable[[Callable[..., Compressor]], Callable[..., Compressor]]:
     def decorate(factory: Callable[..., Compressor]) -> Callable[..., Compressor]:
         if name in COMPRESSORS:
             raise ConfigError(f"compressor {name!r} registered twice")
-        COMPRESSORS[name] = CompressorInfo(factory, summary, dict(params or {}))
+        COMPRESSORS[name] = CompressorInfo(factory, summary, dict(params or {}), gamma)
         return factory
 
     return decorate
@@ -167,7 +172,8 @@ COMMON: dict[str, Param] = {
                       "none | ef (error feedback = Choco) | econtrol (scaled feedback)"),
     "eta": Param(_unit, DEFAULT_ETA, "EControl feedback strength in (0, 1] "
                  "(feedback=econtrol only)"),
-    "gamma": Param(_unit, DEFAULT_GAMMA, "consensus step of the merge in (0, 1]"),
+    "gamma": Param(_unit, None, "consensus step of the merge in (0, 1] (default: the "
+                   "compressor's: 1 for quantizers, 0.3 for sparse and low-rank ones)"),
     "keyframe": Param(_keyframe, "int8", "a receiver's first copy: int8 (1 byte a "
                       "coordinate) or full (float32)"),
 }
@@ -190,8 +196,7 @@ class CompressionSpec:
         parts.append(f"feedback={self.feedback}")
         if self.feedback == "econtrol":
             parts.append(f"eta={self.eta}")
-        if self.gamma != DEFAULT_GAMMA:
-            parts.append(f"gamma={self.gamma}")
+        parts.append(f"gamma={self.gamma}")
         if self.keyframe != "int8":
             parts.append(f"keyframe={self.keyframe}")
         return f"{self.name}:{','.join(parts)}"
@@ -225,7 +230,7 @@ def parse_spec(text: str | None) -> CompressionSpec | None:
     if "eta" in values and feedback != "econtrol":
         raise ConfigError(f"compressor {name!r}: eta applies to feedback=econtrol only")
     eta = values.pop("eta", DEFAULT_ETA) if feedback == "econtrol" else 1.0
-    gamma = values.pop("gamma", DEFAULT_GAMMA)
+    gamma = values.pop("gamma", info.gamma)
     keyframe = values.pop("keyframe", "int8")
     params = {k: values.get(k, p.default) for k, p in info.params.items()}
     return CompressionSpec(name, params, feedback, eta, gamma, keyframe)
@@ -241,12 +246,12 @@ def describe() -> str:
     lines = ["compressors (--compress NAME[:k=v,...]; 'none' sends full models):"]
     for name in compressor_names():
         info = COMPRESSORS[name]
-        lines.append(f"  {name}: {info.summary}")
+        lines.append(f"  {name}: {info.summary} (gamma={info.gamma})")
         for key, p in info.params.items():
             lines.append(f"      {key}={p.default}  {p.help}")
     lines.append("  every compressor also takes:")
     for key, p in COMMON.items():
-        lines.append(f"      {key}={p.default}  {p.help}")
+        lines.append(f"      {key}={p.default if p.default is not None else 'auto'}  {p.help}")
     lines.append("  e.g. topk:ratio=0.01,feedback=econtrol,eta=0.5")
     return "\n".join(lines)
 

@@ -101,8 +101,8 @@ class PowerSGD:
 
 register_compressor("powersgd", "rank-r factors P, Q of every weight matrix (warm-started "
                     "power step), other layers raw",
-                    {"rank": Param(int_in(1, MAX_RANK), 2, "rank r of the factors")}
-                    )(PowerSGD)
+                    {"rank": Param(int_in(1, MAX_RANK), 2, "rank r of the factors")},
+                    gamma=0.3)(PowerSGD)
 
 
 @register_scheme("lowrank")

@@ -67,8 +67,8 @@ class RandK:
 
 register_compressor("randk", "k = ceil(ratio d) coordinates chosen by a seed both sides "
                     "derive (values only)",
-                    {"ratio": Param(ratio, 0.01, "fraction of coordinates kept, in (0, 1]")}
-                    )(RandK)
+                    {"ratio": Param(ratio, 0.01, "fraction of coordinates kept, in (0, 1]")},
+                    gamma=0.3)(RandK)
 
 
 @register_scheme("seeded")

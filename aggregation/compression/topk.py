@@ -47,8 +47,8 @@ class TopK:
 
 
 register_compressor("topk", "the k = ceil(ratio d) largest coordinates (indices + values)",
-                    {"ratio": Param(ratio, 0.01, "fraction of coordinates kept, in (0, 1]")}
-                    )(TopK)
+                    {"ratio": Param(ratio, 0.01, "fraction of coordinates kept, in (0, 1]")},
+                    gamma=0.3)(TopK)
 
 
 @register_scheme("sparse")
