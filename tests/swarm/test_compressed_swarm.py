@@ -5,6 +5,7 @@ that heal through RESYNC, and a compressed swarm still learns."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,18 @@ def test_signed_lossy_compressed_swarm_resyncs_and_completes() -> None:
 def test_modest_mode_refuses_compression() -> None:
     with pytest.raises(ConfigError, match="compress"):
         dataclasses.replace(BASE, mode="modest", compress="int8").validate()
+
+
+def test_a_scenario_file_compresses_in_sim_and_in_real_mode(tmp_path: Path) -> None:
+    from rumor.node.mesh.real_experiment import node_config_for
+    from rumor.node.scenario import load_scenario
+
+    path = tmp_path / "c.toml"
+    path.write_text('name = "c"\n[network]\npeers = 4\ntopology = "ring"\n'
+                    '[learning]\nrounds = 2\ncompress = "topk:ratio=0.01,feedback=econtrol,'
+                    'eta=0.5"\n')
+    sc = load_scenario(path)
+    assert sc.config.compress == "topk:ratio=0.01,feedback=econtrol,eta=0.5"
+    node = node_config_for(sc.config, "s", 4)
+    assert node.compress == sc.config.compress
+    assert node.protocol().compress == sc.config.compress
