@@ -4,8 +4,10 @@ GET /status    JSON: peer_id, listen_addrs, round, phase, neighbours, last_accur
                rejects by reason, messages/bytes sent, timeouts
 GET /peers     JSON: {"peers": [PeerID, ...]} (current neighbours)
 GET /topology  JSON: this peer's view, {"nodes": [...], "edges": [[a, b], ...]}
-GET /metrics   Prometheus text format (rumor_round, rumor_accuracy, rumor_neighbours,
-               rumor_rejects_total{reason=...}, rumor_bytes_sent_total, ...)
+GET /metrics   Prometheus text format from the node's own prometheus_client registry
+               (rumor_round, rumor_accuracy, rumor_neighbours, rumor_rejects_total
+               {reason=...}, rumor_bytes_sent_total, rumor_round_duration_seconds,
+               rumor_merge_seconds, ...; the list is in rumor.node.prometheus)
 GET /history   JSON: one record per completed round
 """
 
@@ -13,40 +15,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from rumor.node.prometheus import CONTENT_TYPE
 from rumor.node.runtime import NodeRuntime
-from rumor.protocols.validation import REJECT_REASONS
-
-
-def _prom_label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def prometheus_text(rt: NodeRuntime) -> str:
-    """The /metrics body (text exposition format 0.0.4)."""
-    s = rt.status()
-    pid = _prom_label(s["peer_id"])
-    acc = s["last_accuracy"]
-    metrics: list[tuple[str, str, str, object]] = [  # name, type, help, value
-        ("rumor_round", "gauge", "Current round of this peer.", s["round"]),
-        ("rumor_accuracy", "gauge", "Test accuracy after the last merge.",
-         acc if acc is not None else "NaN"),
-        ("rumor_neighbours", "gauge", "Current number of neighbours.", len(s["neighbours"])),
-        ("rumor_messages_sent_total", "counter", "Messages sent.", s["messages_sent"]),
-        ("rumor_bytes_sent_total", "counter", "Bytes sent.", s["bytes_sent"]),
-        ("rumor_accepted_total", "counter", "Messages that passed validation.", s["accepted"]),
-        ("rumor_round_timeouts_total", "counter", "Rounds merged on timeout.", s["timeouts"]),
-    ]
-    lines = []
-    for name, kind, help_text, value in metrics:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}",
-                  f'{name}{{peer="{pid}"}} {value}']
-    lines += ["# HELP rumor_rejects_total Messages rejected, by reason.",
-              "# TYPE rumor_rejects_total counter"]
-    for reason in sorted(set(REJECT_REASONS) | set(s["rejects"])):
-        lines.append(
-            f'rumor_rejects_total{{peer="{pid}",reason="{reason}"}} {s["rejects"].get(reason, 0)}'
-        )
-    return "\n".join(lines) + "\n"
+    """The /metrics body: the node's own registry (rumor.node.prometheus) as text."""
+    return rt.metrics.text().decode("utf-8")
 
 
 def make_app(rt: NodeRuntime) -> web.Application:
@@ -62,8 +37,7 @@ def make_app(rt: NodeRuntime) -> web.Application:
         return web.json_response({"nodes": [me, *nbrs], "edges": [[me, n] for n in nbrs]})
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(text=prometheus_text(rt), content_type="text/plain",
-                            headers={"X-Prometheus-Format": "0.0.4"})
+        return web.Response(body=rt.metrics.text(), headers={"Content-Type": CONTENT_TYPE})
 
     async def history(_: web.Request) -> web.Response:
         return web.json_response({"rounds": rt.history})

@@ -36,6 +36,7 @@ import numpy as np
 from rumor.node.checkpoint import Checkpoint, save_checkpoint
 from rumor.node.engine import CommandExecutor
 from rumor.node.learner import Learner
+from rumor.node.prometheus import NodeMetrics
 from rumor.node.transport.base import PeerConnected, PeerDisconnected, Received, Transport
 from rumor.protocols.errors import RumorError, TransportError
 from rumor.protocols.events import (
@@ -51,6 +52,7 @@ from rumor.protocols.events import (
     TrainingHints,
     Vector,
 )
+from rumor.protocols.hooks import MergeOutcome, Merger
 from rumor.protocols.peer import Peer, Phase
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,27 @@ class _NodeBackend:
         self.rt._deadline = deadline
 
 
+class _TimedMerger:
+    """The peer's merger, timed for the rumor_merge_seconds histogram (same result)."""
+
+    def __init__(self, inner: Merger, observe: Callable[[float], None]) -> None:
+        self.inner = inner
+        self.observe = observe
+
+    def merge(self, own: Vector, cmd: Merge) -> MergeOutcome:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.merge(own, cmd)
+        finally:
+            self.observe(time.perf_counter() - t0)
+
+
 class NodeRuntime:
-    """Runs one Peer over a Transport until its last round or ``stop()``."""
+    """Runs one Peer over a Transport until its last round or ``stop()``.
+
+    ``metrics`` is this node's own Prometheus registry (rumor.node.prometheus): several
+    runtimes can share a process.
+    """
 
     def __init__(
         self,
@@ -134,6 +155,10 @@ class NodeRuntime:
         self._send_locks: dict[PeerId, asyncio.Lock] = {}
         self.bytes_sent = 0
         self.messages_sent = 0
+        self._last_merge_at: float | None = None
+        self.metrics = NodeMetrics(peer.peer_id, self.status)
+        if peer.merger is not None:
+            peer.merger = _TimedMerger(peer.merger, self.metrics.merge_time.observe)
 
     # ---------------------------------------------------------------- public
     def stop(self) -> None:
@@ -165,6 +190,7 @@ class NodeRuntime:
         self._loop = asyncio.get_running_loop()
         await self.transport.start()
         pump = self._spawn(self._pump())
+        self._last_merge_at = self.clock()
         try:
             seq = time.time_ns() // 1000  # above anything sent before a restart
             await self._feed(Start(self.clock(), start_round, seq))
@@ -272,6 +298,7 @@ class NodeRuntime:
                 return
             now = self.clock()
             if isinstance(ev, Received):
+                self.metrics.count_received(len(ev.data))
                 await self._inbox.put(MessageReceived(ev.sender, ev.data, now))
             elif isinstance(ev, PeerConnected):
                 self.on_event({"event": "peer_connected", "peer": ev.peer})
@@ -289,14 +316,18 @@ class NodeRuntime:
                 await self.transport.send(to, data)
         except TransportError as exc:
             self.send_failures[to] += 1
+            self.metrics.send_failures.inc()
             self.on_event({"event": "send_failed", "to": to, "error": str(exc)})
             await self._inbox.put(PeerLost(to, self.clock()))
             return
         self.messages_sent += 1
         self.bytes_sent += len(data)
+        self.metrics.count_sent(len(data))
 
     async def _train(self, round_: int, hints: TrainingHints) -> None:
+        t0 = time.perf_counter()
         base, vec = await asyncio.to_thread(self.learner.train, round_, hints)
+        self.metrics.train_time.observe(time.perf_counter() - t0)
         await self._inbox.put(
             TrainingDone(round_, vec, self.learner.num_samples, self.clock(), base=base))
 
@@ -304,6 +335,10 @@ class NodeRuntime:
         """Engine thread: adopt the merged model, evaluate, checkpoint, report."""
         self.learner.set_params(vector)
         acc = self.learner.evaluate()
+        now = self.clock()
+        if self._last_merge_at is not None:
+            self.metrics.round_duration.observe(max(0.0, now - self._last_merge_at))
+        self._last_merge_at = now
         next_round = round_ + 1 if merge is None or merge.catch_up_to is None \
             else merge.catch_up_to
         if self.data_dir is not None:

@@ -333,6 +333,7 @@ class Simulation:
         self.metrics: list[RoundMetrics] = []
         self.modest_rounds: list[dict[str, Any]] = []  # per aggregated round (modest)
         self.events: list[dict[str, Any]] = []
+        self.peer_accuracy: dict[int, float] = {}  # evaluated peers, last completed round
         self.eval_rows = self._eval_rows()
         self.x_eval, self.y_eval = self.dataset.x_test, self.dataset.y_test
         if cfg.test_subset is not None and cfg.test_subset < len(self.y_eval):
@@ -379,6 +380,11 @@ class Simulation:
                 del self._tick_at[i]
                 self._feed(i, Tick(now))
         return self.metrics
+
+    @property
+    def graph_now(self) -> nx.Graph:
+        """The links working now (the topology after the timeline events so far)."""
+        return self.graph if self._graph_now is None else self._graph_now
 
     @property
     def defenses(self) -> dict[int, aggregation.Defense]:
@@ -644,6 +650,7 @@ class Simulation:
         chosen = [i for i in self.eval_rows if i in snap] or sorted(snap)
         sel = torch.stack([snap[i] for i in chosen])
         acc = self.trainer.evaluate(sel, self.x_eval, self.y_eval)
+        self.peer_accuracy = {i: float(a) for i, a in zip(chosen, acc, strict=True)}
         mean = rows.mean(0, keepdim=True)
         cons = float(((rows - mean) ** 2).sum(1).mean().sqrt())
         m = RoundMetrics(

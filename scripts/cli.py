@@ -16,6 +16,7 @@ from rumor.protocols.errors import ConfigError, RumorError
 from rumor.scripts import (
     bristle_cmd,
     compare_cmd,
+    dashboard_cmd,
     data_cmd,
     experiment_cmd,
     join_cmd,
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     bristle_cmd.add_parser(sub)
     modest_cmd.add_parser(sub)
     robustness_cmd.add_parser(sub)
+    dashboard_cmd.add_parser(sub)
     return parser
 
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,12 +37,14 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from rumor.node.dashboard import Board, DashboardThread
+from rumor.node.dashboard.serve import serve_mesh, sim_board
 from rumor.node.mesh.real_experiment import RealExperiment, RealOptions, event_round
 from rumor.node.results import RoundMetrics
 from rumor.node.scenario import Scenario, load_scenario
 from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.options import positive_float, writable_dir
+from rumor.scripts.options import port_or_any, positive_float, writable_dir
 from rumor.scripts.reporting import pyplot, write_run
 
 
@@ -62,6 +66,12 @@ def add_parser(sub: Any) -> None:
                    "(default: a temporary dir, removed at the end)")
     p.add_argument("--verbose", action="store_true",
                    help="real mode: libp2p's own log messages in the worker logs")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve a live dashboard of each run (the URL is printed as "
+                   "'dashboard: URL'; replay a finished run with 'rumor dashboard DIR')")
+    p.add_argument("--dashboard-port", type=port_or_any, default=0, metavar="PORT",
+                   help="with --dashboard: serve it on 127.0.0.1:PORT (default 0: any "
+                   "free port)")
     p.set_defaults(func=run)
 
 
@@ -200,17 +210,23 @@ def _progress(console: Console) -> Progress:
                     console=console)
 
 
-def run_sim(sc: Scenario, d: Path, progress: Progress) -> Outcome:
+def run_sim(sc: Scenario, d: Path, progress: Progress, board: Board | None = None) -> Outcome:
     task = progress.add_task(f"{sc.name} (sim)", total=sc.config.rounds, acc=0.0,
                              alive=sc.config.peers)
     t0 = time.perf_counter()
     sim = Simulation(sc.config)
+    feed = sim_board(board, sim, f"{sc.name} (simulated)") if board is not None else None
 
     def on_round(m: RoundMetrics, t: TaskID = task) -> None:
         progress.update(t, completed=m.round, acc=m.acc_mean, alive=m.peers_alive)
+        if feed is not None:
+            feed.on_round(m)
 
     rows = sim.run(on_round)
     wall = time.perf_counter() - t0
+    if feed is not None:
+        done = sim.completion()
+        feed.finish(bool(done["complete"]), str(done.get("reason", "")))
     s = write_run(d, sim, rows, scenario=sc.name, description=sc.description, mode="sim",
                   wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0)
     (d / "scenario.toml").write_text(sc.source)
@@ -224,7 +240,7 @@ def run_sim(sc: Scenario, d: Path, progress: Progress) -> Outcome:
 
 
 def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress,
-             console: Console) -> Outcome:
+             console: Console, board: Board | None = None) -> Outcome:
     d.mkdir(parents=True, exist_ok=True)
     base = args.base_dir / sc.name if args.base_dir is not None else None
     opts = RealOptions(out=d, wall_cap=args.wall_cap, base=base, verbose=args.verbose)
@@ -260,7 +276,12 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
         for sig, name in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
             loop.add_signal_handler(sig, exp.mesh.request_stop, name)
         try:
-            return await exp.run(on_tick=on_tick)
+            async with contextlib.AsyncExitStack() as stack:
+                if board is not None:  # served by the command's dashboard thread
+                    await stack.enter_async_context(serve_mesh(
+                        exp.mesh, title=f"{sc.name} (real mesh)", mode="experiment-real",
+                        board=board, serve=False))
+                return await exp.run(on_tick=on_tick)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
@@ -271,6 +292,26 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
         plot_run(sc, result.rows, d / "accuracy.png", by_round=True)
     fired = [int(e["at_round"]) for e in exp.fired]
     return Outcome(sc, "real", result.rows, result.wall_time, result.stopped or "done", fired)
+
+
+@contextlib.contextmanager
+def _dashboard(args: argparse.Namespace, console: Console) -> Iterator[Board | None]:
+    """With --dashboard: one page for every run of the command, served from a thread
+    (the simulator blocks the main one); prints its URL first."""
+    if not args.dashboard:
+        yield None
+        return
+    board = Board("rumor experiment", "experiment")
+    server = DashboardThread(board, port=args.dashboard_port)
+    console.print(f"dashboard: {server.start()}", soft_wrap=True, highlight=False,
+                  markup=False)
+    try:
+        yield board
+    finally:
+        server.close()
+        console.print(f"dashboard closed; replay a run with: rumor dashboard "
+                      f"{args.out}/<scenario>", soft_wrap=True, highlight=False,
+                      markup=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -289,15 +330,15 @@ def run(args: argparse.Namespace) -> int:
     modes = ["sim", "real"] if args.mode == "both" else [args.mode]
     outcomes: list[Outcome] = []
     code = 0
-    with _progress(console) as progress:
+    with _progress(console) as progress, _dashboard(args, console) as board:
         for sc in scenarios:
             per_mode: dict[str, Outcome] = {}
             for mode in modes:
                 d = out / sc.name / mode if len(modes) > 1 else out / sc.name
                 if mode == "sim":
-                    o = run_sim(sc, d, progress)
+                    o = run_sim(sc, d, progress, board)
                 else:
-                    o = run_real(sc, d, args, progress, console)
+                    o = run_real(sc, d, args, progress, console, board)
                 per_mode[mode] = o
                 outcomes.append(o)
                 console.print(f"{sc.name} ({mode}): final acc {o.final_acc:.4f} after "

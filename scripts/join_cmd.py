@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -22,6 +23,7 @@ from rich.console import Console
 
 from rumor.node.api import start_api
 from rumor.node.assembly import build_runtime
+from rumor.node.dashboard.serve import serve_join
 from rumor.node.identity import load_or_create_identity
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import ConfigError
@@ -60,6 +62,11 @@ def add_parser(sub: Any) -> None:
                    help="run this peer as a Byzantine attacker (e.g. alie, sign-flip:scale=4, "
                         "label-flip); for robustness tests of your own mesh")
     p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
+    p.add_argument("--dashboard", action="store_true",
+                   help="serve this peer's live dashboard (itself, its neighbours, its "
+                   "rounds) on --api-host; the URL is printed as 'dashboard: URL'")
+    p.add_argument("--dashboard-port", type=port_or_any, default=0, metavar="PORT",
+                   help="with --dashboard: its port (default 0: any free port)")
     p.add_argument("--verbose", action="store_true", help="show libp2p's own log messages")
     add_node_flags(p)
     p.set_defaults(func=run)
@@ -146,8 +153,17 @@ async def _run(args: argparse.Namespace) -> int:
         for a in addrs:
             console.print(f"  join with: rumor join --bootstrap {a}")
         console.print(f"  API: http://{args.api_host}:{api_port}/status")
-    try:
-        await task
-    finally:
-        await api.cleanup()
+    async with contextlib.AsyncExitStack() as stack:
+        if args.dashboard:
+            dash = await stack.enter_async_context(
+                serve_join(runtime, host=args.api_host, port=args.dashboard_port))
+            if args.json:
+                print(json.dumps({"event": "dashboard", "url": dash.url}), flush=True)
+            else:
+                console.print(f"dashboard: {dash.url}", soft_wrap=True, highlight=False,
+                              markup=False)
+        try:
+            await task
+        finally:
+            await api.cleanup()
     return 0

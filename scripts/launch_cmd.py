@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -24,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rumor.node.assembly import NodeConfig
+from rumor.node.dashboard.serve import serve_mesh
 from rumor.node.mesh.launcher import (
     MAX_PER_PROCESS_AUTO,
     Mesh,
@@ -81,6 +83,11 @@ def add_parser(sub: Any) -> None:
                    help="seconds to wait for peers to come up and find neighbours before "
                    "starting rounds anyway (default 60 + N)")
     p.add_argument("--quiet", action="store_true", help="no live table")
+    p.add_argument("--dashboard-port", type=port_or_any, default=0, metavar="PORT",
+                   help="serve the live dashboard on 127.0.0.1:PORT (default 0: any free "
+                   "port; the URL is printed as 'dashboard: URL')")
+    p.add_argument("--no-dashboard", action="store_true",
+                   help="do not serve the dashboard (default: served)")
     p.add_argument("--verbose", action="store_true", help="libp2p's own log messages")
     p.add_argument("--byzantine", type=nonneg_int, default=0, metavar="K",
                    help="K Byzantine peers (the simulator's seeded choice of indices); "
@@ -218,14 +225,21 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig, name in ((signal.SIGINT, "interrupted"), (signal.SIGTERM, "terminated")):
         loop.add_signal_handler(sig, mesh.request_stop, name)
-    try:
-        result = await mesh.run(on_tick=on_tick)
-    finally:
-        if live is not None:
-            live.update(render(mesh, t0), refresh=True)
-            live.stop()
-            if not console.is_terminal:
-                console.line()
+    async with contextlib.AsyncExitStack() as stack:
+        if not args.no_dashboard:
+            dash, _ = await stack.enter_async_context(serve_mesh(
+                mesh, title=f"rumor launch: {mesh.n} peers", mode="launch",
+                port=args.dashboard_port))
+            url = dash.url if dash is not None else ""
+            console.print(f"dashboard: {url}", soft_wrap=True, highlight=False, markup=False)
+        try:
+            result = await mesh.run(on_tick=on_tick)
+        finally:
+            if live is not None:
+                live.update(render(mesh, t0), refresh=True)
+                live.stop()
+                if not console.is_terminal:
+                    console.line()
     code = 0
     if result.stopped == "error" or (result.errors and not result.rows):
         for msg in result.errors[:5]:
@@ -240,4 +254,7 @@ async def _run(args: argparse.Namespace) -> int:
             f"{last.acc_max:.4f}) after round {last.round}, {result.wall_time:.1f} s wall "
             f"-> {args.out}"
         )
+        if not args.no_dashboard:
+            console.print(f"replay it on the dashboard: rumor dashboard {args.out}",
+                          style="dim", soft_wrap=True, highlight=False, markup=False)
     return code

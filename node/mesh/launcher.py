@@ -311,6 +311,8 @@ class Mesh:
         self.events_fh: IO[str] | None = None
         self.summary_extra: Callable[[], dict[str, Any]] = dict  # more summary.json keys
         self.listeners: list[Callable[[], None]] = []  # called when a peer's round changes
+        # called with every events.jsonl record (a dashboard's timeline)
+        self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._drainer: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------------ helpers
@@ -319,8 +321,10 @@ class Mesh:
 
     def log_event(self, e: dict[str, Any]) -> None:
         """Append one record to events.jsonl (with ``t``: seconds since the start)."""
+        rec = {"t": round(time.monotonic() - self.t_start, 4), **e}
+        for fn in self.event_listeners:
+            fn(rec)
         if self.events_fh is not None:
-            rec = {"t": round(time.monotonic() - self.t_start, 4), **e}
             self.events_fh.write(json.dumps(rec, default=str) + "\n")
 
     def request_stop(self, reason: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from rumor.node.api import start_api
 from rumor.node.assembly import NodeConfig, build_runtime
@@ -54,7 +55,19 @@ async def test_memory_mesh_runs_rounds_checkpoints_and_serves_status(tmp_path: P
     await runner.cleanup()
     assert status["round"] == 3 and status["finished"]
     assert rts[0][0].history[0]["neighbours"] == 2
-    assert 'rumor_rejects_total{peer="' in metrics and "rumor_accuracy" in metrics
+    got = {(smp.name, tuple(sorted(smp.labels.items()))): smp.value
+           for fam in text_string_to_metric_families(metrics) for smp in fam.samples}
+    rt0 = rts[0][0]
+    me = (("peer", rt0.peer.peer_id),)
+    assert got[("rumor_round", me)] == 3
+    assert got[("rumor_accuracy", me)] == rt0.learner.last_accuracy
+    assert got[("rumor_round_duration_seconds_count", me)] == 3  # one per round
+    assert got[("rumor_merge_seconds_count", me)] == 3
+    assert got[("rumor_train_seconds_count", me)] == 3
+    assert got[("rumor_bytes_sent_total", me)] == rt0.bytes_sent > 0
+    assert got[("rumor_messages_sent_total", me)] == rt0.messages_sent
+    assert got[("rumor_bytes_received_total", me)] > 0
+    assert got[("rumor_rejects_total", (*me, ("reason", "bad_signature")))] == 0
 
 
 @pytest.mark.timeout(120)

@@ -96,3 +96,7 @@ def test_built_wheel_contains_the_files_under_rumor_not_symlinks(tmp_path: Path)
     }
     assert expected <= names, sorted(expected - names)
     assert "rumor/node/py.typed" in names
+    # the dashboard's page and assets are package data (no CDN at run time)
+    static = {f"rumor/node/dashboard/static/{f}"
+              for f in ("index.html", "dashboard.js", "dashboard.css")}
+    assert static <= names, sorted(static - names)
