@@ -226,11 +226,11 @@ def run(args: argparse.Namespace) -> int:
             s = write_run(out / r.name, r.sim, r.rows)
             results.append({"peers": r.peers, "aggregator": r.aggregator, "summary": s,
                             "rows": r.rows, "wall": r.wall, "compress": r.compressor})
-        for r in results:
-            if not r["summary"].get("complete", True):
+        for row in results:
+            if not row["summary"].get("complete", True):
                 progress.console.print(
-                    f"warning: {r['peers']} peers {r['aggregator']}: incomplete run: "
-                    f"{r['summary']['reason']}", style="yellow", markup=False,
+                    f"warning: {row['peers']} peers {row['aggregator']}: incomplete run: "
+                    f"{row['summary']['reason']}", style="yellow", markup=False,
                     highlight=False)
     bytes_ratios(results)
     md = table(results)
