@@ -85,7 +85,7 @@ def test_first_message_is_a_keyframe_then_differences_and_copies_match() -> None
     # next round: a difference on top of the keyframe, again in sync
     b_out = train(b, rng.standard_normal(D))
     merges = [c for c in deliver(b_out, a) if isinstance(c, Merge)]
-    assert len(merges) == 1 and merges[0].step == 1.0
+    assert len(merges) == 1 and merges[0].step == 0.3  # top-k's default gamma
     a.handle(MergeDone(0, x, 2.0))
     out = train(a, x + rng.standard_normal(D).astype(np.float32))
     body = codec.decode(next(c for c in out if isinstance(c, Send)).data, swarm=SWARM).body
