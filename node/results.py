@@ -9,6 +9,19 @@ acc_* are test accuracies of the peers' models right after their merge of that
 round; consensus_distance = sqrt(mean_i ||x_i - x̄||²) over the same models;
 messages / bytes_sent count what was sent during that round; rejects and timeouts
 are cumulative counts up to the end of the round.
+
+layer_variance.csv (the Vanishing Variance diagnostic; one row per round and parameter
+tensor)::
+
+    round, layer, is_weight, weight_variance, peer_variance
+
+for the same models x_1..x_P (rows of the (P, d) matrix) restricted to the tensor's
+slice L: weight_variance = mean_i Var_{j in L}(x_ij), the spread of a model's own weights
+(averaging independently initialised models shrinks it: the collapse that variance
+correction undoes); peer_variance = mean_{j in L} Var_i(x_ij), how far the peers'
+copies of that tensor disagree (0 at consensus). Both are population variances. It is
+an observer's metric: computed by the runtime from the models it records, it changes
+nothing a peer does.
 """
 
 from __future__ import annotations
@@ -20,6 +33,10 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from rumor.aggregation.layout import Layout
 
 
 @dataclass(frozen=True)
@@ -39,6 +56,74 @@ class RoundMetrics:
 
 
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(RoundMetrics))
+
+
+@dataclass(frozen=True)
+class LayerVariance:
+    round: int
+    layer: str
+    is_weight: bool
+    weight_variance: float
+    peer_variance: float
+
+
+LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerVariance))
+
+
+_CHUNK = 1 << 22  # elements of float64 scratch at a time (32 MB), whatever P and d
+
+
+def layer_variance(round_: int, models: np.ndarray, layout: Layout) -> list[LayerVariance]:
+    """One LayerVariance per tensor of ``layout`` over the rows of ``models`` (P, d);
+    [] when the layout does not fit. float64 arithmetic in bounded chunks."""
+    x = np.asarray(models)
+    if x.ndim != 2 or not layout or x.shape[1] != layout[-1].stop or x.shape[0] < 1:
+        return []
+    p = x.shape[0]
+    out = []
+    for s in layout:
+        n = s.stop - s.start
+        rows_at = max(1, _CHUNK // max(1, n))
+        within = np.concatenate([
+            x[i:i + rows_at, s.start:s.stop].astype(np.float64).var(axis=1)
+            for i in range(0, p, rows_at)])
+        cols_at = max(1, _CHUNK // p)
+        across = sum(float(x[:, j:min(j + cols_at, s.stop)].astype(np.float64)
+                           .var(axis=0).sum()) for j in range(s.start, s.stop, cols_at))
+        out.append(LayerVariance(round_, s.name, s.is_weight, float(within.mean()),
+                                 across / n))
+    return out
+
+
+def write_layer_variance_csv(path: Path, rows: Iterable[LayerVariance]) -> None:
+    """layer_variance.csv, atomically, %.6e floats (variances span many decades)."""
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(LAYER_COLUMNS)
+        for r in rows:
+            w.writerow([r.round, r.layer, int(r.is_weight), f"{r.weight_variance:.6e}",
+                        f"{r.peer_variance:.6e}"])
+    os.replace(tmp, path)
+
+
+class MetricsAppender:
+    """metrics.csv written as rounds complete (header first, one flushed line a row), so
+    an interrupted run leaves every finished round on disk."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = path.open("w", newline="")
+        self._w = csv.writer(self._fh, lineterminator="\n")
+        self._w.writerow(COLUMNS)
+        self._fh.flush()
+
+    def add(self, r: RoundMetrics) -> None:
+        self._w.writerow([_fmt(getattr(r, c)) for c in COLUMNS])
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
 
 
 def _fmt(v: Any) -> str:

@@ -37,6 +37,7 @@ from rumor.node.checkpoint import Checkpoint, save_checkpoint
 from rumor.node.engine import CommandExecutor
 from rumor.node.learner import Learner
 from rumor.node.prometheus import NodeMetrics
+from rumor.node.results import layer_variance
 from rumor.node.transport.base import PeerConnected, PeerDisconnected, Received, Transport
 from rumor.protocols.errors import RumorError, TransportError
 from rumor.protocols.events import (
@@ -180,6 +181,9 @@ class NodeRuntime:
             "bytes_sent": self.bytes_sent,
             "finished": self.finished,
         })
+        network = getattr(self.transport, "network_status", None)
+        if callable(network):  # reachability, relay reservations, direct/relayed links
+            snap["network"] = network()
         return snap
 
     async def run(self, start_round: int = 0) -> None:
@@ -354,6 +358,7 @@ class NodeRuntime:
             "round": round_ + 1,
             "acc": acc,
             "received": len(merge.updates) if merge is not None else 1,
+            "senders": sorted({u.sender for u in merge.updates}) if merge is not None else [],
             "timed_out": merge.timed_out if merge is not None else False,
             "catch_up_to": merge.catch_up_to if merge is not None else None,
             "neighbours": len(p.neighbours),
@@ -362,5 +367,12 @@ class NodeRuntime:
             "rejects": sum(p.validator.rejects.values()),
             "timeouts": p.timeouts,
         }
+        if merge is not None and len(merge.updates) >= 2:
+            # the models this peer received (an observer metric; see results.py)
+            got = np.stack([np.asarray(u.vector, dtype=np.float32) for u in merge.updates])
+            record["received_variance"] = [
+                [v.layer, v.weight_variance, v.peer_variance]
+                for v in layer_variance(round_ + 1, got, self.learner.trainer.layout)
+                if v.is_weight]
         self.history.append(record)
         self._emit(record)

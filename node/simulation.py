@@ -45,16 +45,19 @@ from rumor.node.engine import (
     Collusion,
     CommandExecutor,
     LocalEvaluator,
+    SharedDecoder,
     build_peer,
     needs_evaluator,
 )
 from rumor.node.merging import FEDAVG
 from rumor.node.models import init_params
-from rumor.node.results import RoundMetrics
+from rumor.node.results import LayerVariance, RoundMetrics, layer_variance
+from rumor.node.round_stats import RoundStats
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
 from rumor.node.transport.base import Received
 from rumor.node.transport.virtual import VirtualHub, VirtualTransport
+from rumor.protocols import codec
 from rumor.protocols.config import ProtocolConfig, differences, for_runtime
 from rumor.protocols.errors import AggregationError, ConfigError, TransportError
 from rumor.protocols.events import (
@@ -73,6 +76,7 @@ from rumor.protocols.events import (
 from rumor.protocols.identity import Identity
 from rumor.protocols.modest_peer import ModestPeer, ModestSettings
 from rumor.protocols.peer import Peer, Role
+from rumor.protocols.validation import Decode
 from rumor.topology import (
     TimelineEvent,
     apply_events,
@@ -108,7 +112,7 @@ class SimulationConfig:
     min_updates: int | None = None
     fanout: int | None = None
     sign: bool = False
-    eval_peers: int | None = None
+    eval_peers: int | None = None  # None: all, or a seeded EVAL_SAMPLE beyond that
     test_subset: int | None = None
     swarm: str = "rumor-sim"
     data_dir: str | None = None
@@ -208,6 +212,10 @@ def peer_identity(seed: int, index: int) -> Identity:
 
 RoundCallback = Callable[[RoundMetrics], None]
 
+#: peers evaluated each round when ``eval_peers`` is None and there are more honest
+#: learners (a seeded sample; ``final_evaluation`` covers them all at the end)
+EVAL_SAMPLE = 200
+
 
 def relay_peers(n: int, fraction: float, seed: int) -> set[int]:
     """The seeded set of relay-only peers (no training data) among 0..n-1."""
@@ -229,7 +237,11 @@ def byzantine_peers(cfg: SimulationConfig, graph: nx.Graph,
 class Simulation:
     """Builds data, topology, peers and runs them to completion; see module docstring."""
 
-    def __init__(self, config: SimulationConfig) -> None:
+    def __init__(self, config: SimulationConfig, *, fast: bool = True) -> None:
+        """``fast=False``: the reference per-message path (every receiver decodes and
+        scans its own copy of each message, every merged model is kept for the round's
+        metrics); the same metrics, slower. ``fast`` (default): unsigned messages are
+        decoded once per message object for all receivers (``SharedDecoder``)."""
         config.validate()
         self.config = cfg = config
         torch.manual_seed(cfg.seed)
@@ -320,21 +332,28 @@ class Simulation:
             ep.on_receive = functools.partial(self._on_receive, i)
         self._collusion = (Collusion(cfg.sybil_noise, cfg.seed) if self.sybil_ids else None)
         self._view = round(2 * len(self.graph_edges) / max(1, self.total)) + 1
+        # unsigned messages are decoded once per message object, not per receiver
+        self.fast = fast
+        self.decode: Decode = SharedDecoder() if fast and not cfg.sign else codec.decode
         self.peers: list[Peer] = [self._make_peer(i) for i in range(self.total)]
         self.executors = [CommandExecutor(p, _SimBackend(self, i))
                           for i, p in enumerate(self.peers)]
         self._training: dict[int, tuple[int, TrainingHints]] = {}  # peer -> round, hints
         self._trained: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # peer -> base, trained
         self._tick_at: dict[int, float] = {}
-        self._snapshots: dict[int, dict[int, torch.Tensor]] = {}
+        self._snapshots: dict[int, RoundStats] = {}
         self._round_msgs: dict[int, int] = {}
         self._round_bytes: dict[int, int] = {}
         self.finished: set[int] = set()
         self.metrics: list[RoundMetrics] = []
+        # per round and tensor, observed (round 0: the initial models)
+        self.layer_variances: list[LayerVariance] = layer_variance(
+            0, self.params[self.honest].numpy(), self.layout)
         self.modest_rounds: list[dict[str, Any]] = []  # per aggregated round (modest)
         self.events: list[dict[str, Any]] = []
         self.peer_accuracy: dict[int, float] = {}  # evaluated peers, last completed round
         self.eval_rows = self._eval_rows()
+        self._eval_set = frozenset(self.eval_rows)
         self.x_eval, self.y_eval = self.dataset.x_test, self.dataset.y_test
         if cfg.test_subset is not None and cfg.test_subset < len(self.y_eval):
             pick = np.random.default_rng(cfg.seed + 5).choice(
@@ -454,14 +473,30 @@ class Simulation:
             role=role, server=server, seed=cfg.seed * 7919 + i, view=self._view,
             collusion=self._collusion if i in self.sybil_ids else None, member=i,
             evaluator=LocalEvaluator(self.trainer, self.indices[i], seed=cfg.seed * 7919 + i)
-            if needs_evaluator(cfg.aggregator) else None)
+            if needs_evaluator(cfg.aggregator) else None, decode=self.decode)
         if self.modest:
             return ModestPeer(peer.identity, peer.config, cfg.modest_settings(),
-                              merger=peer.merger, adversary=peer.adversary)
+                              merger=peer.merger, adversary=peer.adversary,
+                              decode=self.decode)
         return peer
+
+    def final_evaluation(self) -> dict[str, float | int]:
+        """Test accuracy of every live honest peer's final model (the per-round metrics
+        may cover only a sample): mean, min, max, std and the count."""
+        rows = [p for p in self.honest if p in self.alive]
+        if not rows:
+            return {"peers": 0}
+        acc = np.concatenate([
+            self.trainer.evaluate(self.params[rows[k:k + 1024]], self.x_eval, self.y_eval)
+            for k in range(0, len(rows), 1024)])
+        return {"peers": len(rows), "acc_mean": float(np.mean(acc)),
+                "acc_min": float(np.min(acc)), "acc_max": float(np.max(acc)),
+                "acc_std": float(np.std(acc))}
 
     def _eval_rows(self) -> list[int]:
         k = self.config.eval_peers
+        if k is None and len(self.honest) > EVAL_SAMPLE:
+            k = EVAL_SAMPLE
         if k is None or k >= len(self.honest):
             return self.learners
         rng = np.random.default_rng(self.config.seed)
@@ -490,16 +525,19 @@ class Simulation:
             r, hints = self._training[p]
             groups.setdefault((r, hints.polyak_beta), []).append(p)
         for (r, beta), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
-            base = self.params[rows].clone()
+            sel = torch.tensor(rows, dtype=torch.int64)
+            base = self.params[sel]  # a copy (advanced indexing)
             out = self.trainer.train(
                 self.params, self.indices, seed=self.config.seed, round=r, rows=rows,
                 label_maps=self._label_maps or None,
                 momentum_state=self.momentum_state if beta is not None else None,
                 polyak_beta=beta,
             )
+            self.params[sel] = out
+            # out is the trainer's new tensor and nobody writes into it: its rows are
+            # the peers' trained models (TrainingDone.vector), shared, not copied
             for k, p in enumerate(rows):
-                self.params[p] = out[k]
-                self._trained[p] = (base[k].numpy(), out[k].numpy().copy())
+                self._trained[p] = (base[k].numpy(), out[k].numpy())
 
     def _plant_backdoor(self, spec: AttackSpec, attackers: list[int],
                         rng: np.random.Generator) -> None:
@@ -575,7 +613,12 @@ class Simulation:
         if i >= self.config.peers:
             return
         if round_ > self._emitted:
-            self._snapshots.setdefault(round_, {})[i] = self.params[i].clone()
+            stats = self._snapshots.get(round_)
+            if stats is None:
+                stats = self._snapshots[round_] = RoundStats(
+                    self.d, self._eval_set, keep_all=bool(self.config.timeline)
+                    or not self.fast)
+            stats.add(i, self.params[i], i in self.byzantine)
         for r in skipped:
             if r > self._emitted:
                 self._skipped.setdefault(r, set()).add(i)
@@ -590,14 +633,15 @@ class Simulation:
             need = len(self._alive_learners) - len(skipped & self._alive_learners)
             if len(snap) < need:  # cheap test first: O(P) checks only when full
                 return
-            if not (self._alive_learners - skipped) <= snap.keys():
+            if not (self._alive_learners - skipped) <= snap.members.keys():
                 return
             del self._snapshots[r]
             self._skipped.pop(r, None)
             self._emitted = r
-            live = {p: v for p, v in snap.items() if p in self.alive}
-            if live:
-                self._finish_round(r, live)
+            for p in [p for p in snap.members if p not in self.alive]:
+                snap.remove(p)
+            if len(snap):
+                self._finish_round(r, snap)
 
     # ------------------------------------------------------------- timeline
     def _link_up(self, a: int, b: int) -> bool:
@@ -644,15 +688,19 @@ class Simulation:
             self._feed(p, Start(now, old.round, old._seq + 1))
         self._complete_rounds()
 
-    def _finish_round(self, round_: int, snap: dict[int, torch.Tensor]) -> None:
-        snap = {i: v for i, v in snap.items() if i not in self.byzantine} or snap
-        rows = torch.stack([snap[i] for i in sorted(snap)])
-        chosen = [i for i in self.eval_rows if i in snap] or sorted(snap)
-        sel = torch.stack([snap[i] for i in chosen])
+    def _finish_round(self, round_: int, snap: RoundStats) -> None:
+        group, cons = snap.group()
+        members = set(group)
+        chosen = [i for i in self.eval_rows if i in members]
+        kept = [i for i in group if i in snap.rows]
+        if chosen or kept:  # kept: no evaluated peer merged this round
+            ids = chosen or kept
+            sel = torch.stack([snap.rows[i] for i in ids])
+        else:  # nor any kept row: these peers' models now
+            ids = group[: max(1, len(self.eval_rows))]
+            sel = self.params[ids]
         acc = self.trainer.evaluate(sel, self.x_eval, self.y_eval)
-        self.peer_accuracy = {i: float(a) for i, a in zip(chosen, acc, strict=True)}
-        mean = rows.mean(0, keepdim=True)
-        cons = float(((rows - mean) ** 2).sum(1).mean().sqrt())
+        self.peer_accuracy = {i: float(a) for i, a in zip(ids, acc, strict=True)}
         m = RoundMetrics(
             round=round_ + 1,
             time=round(self.net.clock.now(), 6),
@@ -665,9 +713,12 @@ class Simulation:
             bytes_sent=self._round_bytes.pop(round_, 0),
             rejects=sum(self.reject_counts().values()),
             timeouts=sum(p.timeouts for p in self.peers),
-            peers_alive=len(snap),
+            peers_alive=len(group),
         )
         self.metrics.append(m)
+        # over the evaluated models (every honest peer up to EVAL_SAMPLE, else the
+        # seeded sample: no model copy per peer is kept for the whole swarm)
+        self.layer_variances += layer_variance(m.round, sel.numpy(), self.layout)
         if self._on_round is not None:
             self._on_round(m)
 
@@ -703,7 +754,7 @@ class _SimBackend:
 
     def adopt(self, round_: int, vector: Vector, merge: Merge | None) -> None:
         sim, i = self.sim, self.i
-        sim.params[i] = torch.from_numpy(np.array(vector, dtype=np.float32))
+        np.copyto(sim.params[i].numpy(), np.asarray(vector), casting="same_kind")
         if sim.modest:
             if merge is not None:
                 sim._record_modest(i, round_, merge)

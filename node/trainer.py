@@ -48,8 +48,11 @@ Memory is bounded by ``chunk_size`` rows at a time (activations are about
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -114,6 +117,27 @@ def label_map_tensor(label_map: LabelMap | None, num_classes: int) -> torch.Tens
     return table
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _holds_module(method: _F) -> _F:
+    """Run ``method`` holding the trainer's module lock.
+
+    ``functional_call`` swaps the parameters of the one shared ``nn.Module`` for the
+    duration of a call, so two threads using it at once (the real node trains in a
+    worker thread while its engine thread evaluates a merge) see each other's tensors:
+    training then fails with "One of the differentiated Tensors does not require grad"
+    (seen on the NAT test's peers, tests/net/test_nat.py).
+    """
+
+    @functools.wraps(method)
+    def locked(self: BatchedTrainer, *args: Any, **kwargs: Any) -> Any:
+        with self._module_lock:
+            return method(self, *args, **kwargs)
+
+    return cast(_F, locked)
+
+
 class BatchedTrainer:
     """Local SGD and evaluation for many peers whose parameters are rows of ``(P, d)``.
 
@@ -155,6 +179,7 @@ class BatchedTrainer:
                 f"dataset {dataset.name} has input shape {dataset.input_shape}, "
                 f"the model expects {self.input_shape}"
             )
+        self._module_lock = threading.RLock()  # see _holds_module
         self.layout: Layout = param_layout(self.module)
         self.d = self.layout[-1].stop
         self.x_train = dataset.x_train
@@ -287,6 +312,7 @@ class BatchedTrainer:
                              f"got {state.dtype} {tuple(state.shape)}")
         return state, float(beta)
 
+    @_holds_module
     def _train_rows(
         self,
         w: torch.Tensor,
@@ -374,6 +400,7 @@ class BatchedTrainer:
         return new
 
     # -- evaluation -----------------------------------------------------------------
+    @_holds_module
     def predict(
         self,
         params: torch.Tensor,

@@ -8,6 +8,7 @@ TensorPayload: raw little-endian bytes plus dtype and shape, never pickle.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -67,6 +68,12 @@ class TensorPayload:
         """A read-only view of the bytes as a numpy array (no copy)."""
         arr = np.frombuffer(self.data, dtype=np.dtype(self.dtype))
         return arr.reshape(self.shape)
+
+    @functools.cached_property
+    def all_finite(self) -> bool:
+        """No NaN or Inf in the tensor (computed once per payload object: a payload
+        shared by many receivers, as in the simulator, is scanned once)."""
+        return bool(np.isfinite(self.to_array()).all())
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,7 @@ from rumor.protocols.identity import Identity, peer_id_from_bytes, peer_id_to_by
 from rumor.protocols.messages import Body, EmptyBody, Kind, ModelBody, TensorPayload
 from rumor.protocols.modest import AGGREGATORS, SAMPLE_SIZE, sample
 from rumor.protocols.peer import Peer, PeerConfig, Phase
+from rumor.protocols.validation import Decode
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,10 @@ class ModestPeer(Peer):
         *,
         merger: Merger | None = None,
         adversary: Adversary | None = None,
+        decode: Decode = codec.decode,
     ) -> None:
         settings.validate()
-        super().__init__(identity, config, merger=merger, adversary=adversary)
+        super().__init__(identity, config, merger=merger, adversary=adversary, decode=decode)
         self.settings = settings
         self.known: set[PeerId] = {self.peer_id}
         self.suspected: dict[PeerId, float] = {}

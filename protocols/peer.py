@@ -92,7 +92,7 @@ from rumor.protocols.messages import (
     RecordBody,
     TensorPayload,
 )
-from rumor.protocols.validation import ValidationConfig, Validator
+from rumor.protocols.validation import Decode, ValidationConfig, Validator
 
 #: rounds the wire can carry (the codec refuses 2**63 and above)
 ROUND_LIMIT = 2**63
@@ -146,6 +146,7 @@ class PeerConfig:
     polyak_beta: float | None = None
     relay_keep_rounds: int = 3
     max_relays: int = 1024
+    keep_raw: bool = True  # keep received UPDATE bytes for HISTORY forwarding
     seed: int = 0
     feedback: str = "ef"  # compressed gossip: none | ef | econtrol (rumor.protocols.choco)
     eta: float = 1.0  # EControl's feedback strength
@@ -163,6 +164,7 @@ class Peer:
         merger: Merger | None = None,
         adversary: Adversary | None = None,
         compression: Compression | None = None,
+        decode: Decode = codec.decode,
     ) -> None:
         if config.role is Role.CLIENT and config.server is None:
             raise ValueError("a FedAvg client needs the server's PeerID")
@@ -171,7 +173,7 @@ class Peer:
         self.config = config
         self.merger = merger
         self.adversary = adversary
-        self.validator = Validator(config.validation, compression)
+        self.validator = Validator(config.validation, compression, decode=decode)
         self.choco = DifferenceGossip(compression, config.feedback, config.eta)
         self.phase = Phase.IDLE
         self.round = 0
@@ -526,6 +528,8 @@ class Peer:
 
     # ----------------------------------------------------------- history gossip
     def _keep_raw(self, origin: PeerId, round_: int, raw: bytes) -> None:
+        if not self.config.keep_raw:
+            return
         self._raw[(origin, round_)] = raw
         if len(self._raw) > self.config.max_relays:
             oldest = min(self._raw, key=lambda k: k[1])
@@ -604,7 +608,12 @@ class Peer:
         keep = self.round - self.config.relay_keep_rounds
         relays = tuple(r for _, r in sorted(self._relays.items()) if r.round >= keep)
         self._relays.clear()
-        self._view = tuple(u.vector for u in used)
+        # what can still be forwarded: updates merged now (round >= round - max_lag)
+        # and relays kept above; older bytes are dropped (memory stays bounded)
+        oldest = self.round - max(lag, self.config.relay_keep_rounds)
+        self._raw = {k: v for k, v in self._raw.items() if k[1] >= oldest}
+        if self.adversary is not None:  # the adversary's partial view (nobody else's)
+            self._view = tuple(u.vector for u in used)
         step = 1.0
         if self.choco.compressing and self.model is not None:
             own = self.model  # Choco's view of each neighbour (rumor.protocols.choco)

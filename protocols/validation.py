@@ -21,9 +21,8 @@ a later honest one.
 from __future__ import annotations
 
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from rumor.protocols.choco import shared_seed
 from rumor.protocols.codec import Limits, decode
@@ -31,6 +30,9 @@ from rumor.protocols.errors import RejectedMessage
 from rumor.protocols.events import Vector
 from rumor.protocols.hooks import Compression
 from rumor.protocols.messages import CompressedBody, Envelope, Kind, ModelBody
+
+#: ``codec.decode``'s signature; a runtime may pass an equivalent (a memo of it)
+Decode = Callable[..., Envelope]
 
 #: kinds whose round must not be older than ``current_round - max_lag`` (not DIFF: a
 #: late difference still keeps the receiver's copy in sync; the Peer does not merge it)
@@ -95,9 +97,15 @@ class _Buckets:
 class Validator:
     """Stateful receiver checks; see the module docstring for the contract."""
 
-    def __init__(self, config: ValidationConfig, compression: Compression | None = None
-                 ) -> None:
+    def __init__(self, config: ValidationConfig, compression: Compression | None = None,
+                 *, decode: Decode = decode) -> None:
+        """``decode``: ``codec.decode`` or a function with its exact contract (same
+        Envelope or RejectedMessage for the same bytes and arguments, ``on_header``
+        called for every message that gets that far); the simulator passes a memo that
+        decodes a message object shared by several receivers once. ``compression``
+        decodes DIFF bodies (None: they are rejected as ``bad_compressed``)."""
         self.config = config
+        self._decode = decode
         self.compression = compression
         self.decoded: Vector | None = None  # the last accepted DIFF body, decoded
         self.rejects: Counter[str] = Counter()
@@ -138,7 +146,7 @@ class Validator:
             if not self._buckets.take(link_sender or sender, now):
                 raise RejectedMessage("flood", "rate limit exceeded")
 
-        env = decode(
+        env = self._decode(
             raw,
             swarm=cfg.swarm,
             verify_signature=cfg.verify_signatures,
@@ -158,7 +166,7 @@ class Validator:
             self._check_tensor(env.body)
         self.decoded = None
         if isinstance(env.body, CompressedBody):
-            self.decoded = self._decode(env)
+            self.decoded = self._decompress(env)
         self._last[key] = (env.round, env.seq)
         self._last.move_to_end(key)
         if len(self._last) > cfg.max_tracked_senders:
@@ -172,10 +180,10 @@ class Validator:
             raise RejectedMessage("shape_mismatch", f"{tensor.shape} != {cfg.shape}")
         if tensor.dtype != cfg.dtype:
             raise RejectedMessage("dtype_mismatch", f"{tensor.dtype} != {cfg.dtype}")
-        if not np.isfinite(tensor.to_array()).all():
+        if not tensor.all_finite:
             raise RejectedMessage("nan_inf", "tensor holds NaN or Inf")
 
-    def _decode(self, env: Envelope) -> Vector:
+    def _decompress(self, env: Envelope) -> Vector:
         body = env.body
         assert isinstance(body, CompressedBody)
         if (body.dim,) != self.config.shape:
@@ -190,7 +198,7 @@ class Validator:
         (swarm, signature, shape, dtype, finiteness) but without replay or rate state;
         None after counting ``bad_record``."""
         try:
-            env = decode(inner, swarm=self.config.swarm,
+            env = self._decode(inner, swarm=self.config.swarm,
                          verify_signature=self.config.verify_signatures,
                          limits=self.config.limits)
             if env.kind is not Kind.UPDATE or not isinstance(env.body, ModelBody):

@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from rumor.node.attacks import parse_attack
 from rumor.node.bristle import METHODS, PRESET, compare, method_config
 from rumor.node.scenario import load_scenario
@@ -28,6 +26,7 @@ from rumor.scripts.options import (
     seed_int,
     writable_dir,
 )
+from rumor.scripts.tables import console as make_console
 
 DEFAULT_SCENARIO = Path(__file__).resolve().parents[1] / "experiments" / "bristle.toml"
 
@@ -42,11 +41,15 @@ def add_parser(sub: Any) -> None:
                    help="comma list of attacks ('none' for no Byzantine peers); "
                         "parameters with ';' e.g. sign-flip:scale=4")
     p.add_argument("--methods", default=",".join(METHODS), help="bristle,mean,local")
-    p.add_argument("--peers", type=positive_int, default=None)
-    p.add_argument("--byzantine", type=nonneg_int, default=None)
-    p.add_argument("--rounds", type=positive_int, default=None)
-    p.add_argument("--seed", type=seed_int, default=None)
-    p.add_argument("--out", type=writable_dir, default=Path("runs/bristle"))
+    p.add_argument("--peers", type=positive_int, default=None,
+                   help="number of peers (default: the scenario's)")
+    p.add_argument("--byzantine", type=nonneg_int, default=None,
+                   help="number of Byzantine peers (default: the scenario's)")
+    p.add_argument("--rounds", type=positive_int, default=None,
+                   help="rounds per run (default: the scenario's)")
+    p.add_argument("--seed", type=seed_int, default=None, help="seed (default: the scenario's)")
+    p.add_argument("--out", type=writable_dir, default=Path("runs/bristle"),
+                   help="output directory")
     p.set_defaults(func=run)
 
 
@@ -61,7 +64,7 @@ def base_config(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = make_console()
     base = base_config(args)
     attacks: list[str | None] = [None if a.strip() == "none" else a.strip().replace(";", ",")
                                  for a in args.attacks.split(",")]

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rumor.protocols.errors import ConfigError, RumorError
 from rumor.scripts import (
@@ -19,16 +20,26 @@ from rumor.scripts import (
     dashboard_cmd,
     data_cmd,
     experiment_cmd,
+    export_cmd,
     join_cmd,
     launch_cmd,
     modest_cmd,
+    peers_cmd,
     robustness_cmd,
     simulate_cmd,
+    status_cmd,
+    stop_cmd,
 )
+from rumor.scripts.options import HelpFormatter
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors as one line (no usage dump) with exit code 2."""
+    """argparse that reports errors as one line (no usage dump) with exit code 2; its
+    --help shows every flag's default (rumor.scripts.options.HelpFormatter)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"rumor: error: {_one_line(message)} (see '{self.prog} --help')\n")
@@ -39,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="rumor",
         description="Decentralized gossip learning: signed model updates, robust merging.",
     )
+    parser.add_argument("--version", action="version", version=f"rumor {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     simulate_cmd.add_parser(sub)
     data_cmd.add_parser(sub)
@@ -49,8 +61,45 @@ def build_parser() -> argparse.ArgumentParser:
     bristle_cmd.add_parser(sub)
     modest_cmd.add_parser(sub)
     robustness_cmd.add_parser(sub)
+    status_cmd.add_parser(sub)
+    peers_cmd.add_parser(sub)
+    stop_cmd.add_parser(sub)
+    export_cmd.add_parser(sub)
     dashboard_cmd.add_parser(sub)
     return parser
+
+
+def version() -> str:
+    """The installed package's version (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("rumor")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for a in parser._actions:
+        if isinstance(a, argparse._SubParsersAction):
+            return dict(a.choices)
+    return {}
+
+
+def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse again with the --config file's values as defaults (flags still win)."""
+    from rumor.scripts.config_file import config_defaults
+
+    subs = _subparsers(parser)
+    sub = subs[args.command]
+    values, skipped = config_defaults(sub, args.command, args.config, subs)
+    if skipped:
+        print(f"rumor {args.command}: {args.config}: not a {args.command} setting, "
+              f"skipped: {', '.join(skipped)}", file=sys.stderr)
+    sub.set_defaults(**values)
+    return parser.parse_args(argv)
 
 
 def _user_paths(args: argparse.Namespace) -> list[Path]:
@@ -79,20 +128,34 @@ def _is_user_path(exc: OSError, paths: list[Path]) -> bool:
     return any(target == p or p in target.parents or target in p.parents for p in paths)
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line (and its --config file, flags winning) as a Namespace.
+
+    Raises SystemExit like argparse (--help, --version, a bad flag: its line printed)
+    and ConfigError for a bad config file."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "flag_config", False) and args.config is not None:
+        args = _with_config(parser, args, argv)
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure the user can fix is one line on stderr.
 
     Exit codes: 0 success, 1 runtime failure, 2 bad input (a bad flag, ConfigError, or
     an OSError on a path the user gave), 130 Ctrl-C.
     """
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad flag (2, its line already printed)
         return exc.code if isinstance(exc.code, int) else 2
-    except ConfigError as exc:  # a type= validator that let a library error through
-        print(f"rumor: error: {_one_line(str(exc))}", file=sys.stderr)
+    except ConfigError as exc:  # a bad --config file, or a type= validator that let a
+        print(f"rumor: error: {_one_line(str(exc))}", file=sys.stderr)  # library error out
         return 2
+    except KeyboardInterrupt:
+        print("rumor: interrupted", file=sys.stderr)
+        return 130
     try:
         return int(args.func(args))
     except ConfigError as exc:

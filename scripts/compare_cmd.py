@@ -16,21 +16,23 @@ stops before its last round is warned about (with the reason) and marked in the 
 from __future__ import annotations
 
 import argparse
-import os
+import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from rumor.node.compare import compare_configs, run_compare
 from rumor.node.results import RoundMetrics, bytes_to_accuracy, cumulative_mb
 from rumor.node.simulation import RoundCallback, SimulationConfig
 from rumor.scripts.options import (
     COMPRESS_HELP,
+    DEFAULT_TOPOLOGY,
+    aggregator_flag,
     compress_help,
     compress_spec,
+    dataset_dir_flags,
     dataset_name,
-    dir_path,
+    default_topology,
     model_name,
     positive_float,
     positive_int,
@@ -40,22 +42,35 @@ from rumor.scripts.options import (
     writable_dir,
 )
 from rumor.scripts.reporting import pyplot, round_progress, write_run
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("compare", help="run the same simulation under several aggregators")
-    p.add_argument("--aggregators", nargs="+", default=["variance-corrected", "mean", "fedavg"])
-    p.add_argument("--peers", type=positive_int, nargs="+", default=[50, 100])
-    p.add_argument("--rounds", type=positive_int, default=40)
-    p.add_argument("--topology", type=topology_spec, default="regular:8")
-    p.add_argument("--split", type=split_spec, default="iid")
-    p.add_argument("--model", type=model_name, default="mlp")
-    p.add_argument("--dataset", type=dataset_name, default="digits")
-    p.add_argument("--lr", type=positive_float, default=SimulationConfig().lr)
-    p.add_argument("--batch-size", type=positive_int, default=SimulationConfig().batch_size)
-    p.add_argument("--local-epochs", type=positive_int, default=1)
-    p.add_argument("--eval-peers", type=positive_int, default=None)
-    p.add_argument("--test-subset", type=positive_int, default=None)
+    aggregator_flag(p, ["variance-corrected", "mean", "fedavg"], many=True)
+    p.add_argument("--peers", type=positive_int, nargs="+", default=[50, 100],
+                   help="peer counts; every aggregator runs at each")
+    p.add_argument("--rounds", type=positive_int, default=40, help="rounds per run")
+    p.add_argument("--topology", type=topology_spec, default=None,
+                   help="ring | complete | star | regular:K | er:P | ba:M | rgg:R | ws:K:P "
+                   f"(default: {DEFAULT_TOPOLOGY}, or complete below 9 peers)")
+    p.add_argument("--split", type=split_spec, default="iid",
+                   help="iid | dirichlet:ALPHA | shards:K")
+    p.add_argument("--model", type=model_name, default="mlp", help="mlp | lenet5 | cnn")
+    p.add_argument("--dataset", type=dataset_name, default="digits",
+                   help="digits | mnist | fashion-mnist")
+    p.add_argument("--lr", type=positive_float, default=SimulationConfig().lr,
+                   help="SGD learning rate")
+    p.add_argument("--batch-size", type=positive_int, default=SimulationConfig().batch_size,
+                   help="minibatch size of local training")
+    p.add_argument("--local-epochs", type=positive_int, default=1,
+                   help="passes over the local data per round")
+    p.add_argument("--eval-peers", type=positive_int, default=None,
+                   help="evaluate a seeded sample of this many peers each round (default: "
+                   "every peer)")
+    p.add_argument("--test-subset", type=positive_int, default=None,
+                   help="evaluate on a seeded subset of this many test samples (default: "
+                   "the whole test set)")
     p.add_argument("--init", choices=["independent", "same"], default="independent",
                    help="peers start from their own random models or one shared model")
     p.add_argument("--compress", type=compress_spec, nargs="+", default=["none"],
@@ -65,9 +80,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="run this many simulations at once, each in its own process "
                         "(same results as one at a time; ~0.6 GB each)")
-    p.add_argument("--seed", type=seed_int, default=1)
-    p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
-    p.add_argument("--out", type=writable_dir, default=Path("runs/compare"))
+    p.add_argument("--seed", type=seed_int, default=1, help="seed of every run")
+    dataset_dir_flags(p)
+    p.add_argument("--out", type=writable_dir, default=Path("runs/compare"),
+                   help="output directory: OUT/<peers>p-<aggregator>/, table.md, accuracy.png")
     p.set_defaults(func=run)
 
 
@@ -152,15 +168,23 @@ def plot_bytes(results: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
-def plot(results: list[dict[str, Any]], path: Path) -> None:
+def title(base: SimulationConfig, rounds: int) -> str:
+    return f"aggregators compared: {base.model} on {base.dataset}, {base.split}, {rounds} rounds"
+
+
+def plot(results: list[dict[str, Any]], path: Path, name: str = "aggregators compared"
+         ) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in results:
         rows: list[RoundMetrics] = r["rows"]
         ax.plot([m.round for m in rows], [m.acc_mean for m in rows],
                 label=_label(r))
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("mean test accuracy")
+    ax.set_ylim(0, 1)
+    ax.set_title(name)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -197,17 +221,21 @@ def _run_parallel(cfgs: list[SimulationConfig], out: Path, jobs: int,
 def run(args: argparse.Namespace) -> int:
     if compress_help(args):
         return 0
-    console = Console(stderr=True)
+    console = make_console()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     base = SimulationConfig(
-        rounds=args.rounds, topology=args.topology, split=args.split, model=args.model,
+        rounds=args.rounds, topology=args.topology or DEFAULT_TOPOLOGY, split=args.split,
+        model=args.model,
         dataset=args.dataset, lr=args.lr, batch_size=args.batch_size,
         local_epochs=args.local_epochs, eval_peers=args.eval_peers, seed=args.seed,
         test_subset=args.test_subset, init=args.init,
-        data_dir=args.data_dir,
+        data_dir=args.dataset_dir,
     )
     cfgs = compare_configs(base, args.peers, args.aggregators, args.compress)
+    if args.topology is None:  # the default that fits each peer count
+        cfgs = [replace(c, topology=default_topology(c.peers)) for c in cfgs]
+    interrupted = False
     results: list[dict[str, Any]] = []
     with round_progress(console, "acc {task.fields[acc]:.3f}") as progress:
         def on_start(cfg: SimulationConfig) -> RoundCallback:
@@ -220,12 +248,16 @@ def run(args: argparse.Namespace) -> int:
 
             return on_round
 
-        if args.jobs > 1:
-            results = _run_parallel(cfgs, out, args.jobs, progress)
-        for r in run_compare(cfgs if args.jobs == 1 else [], on_start):
-            s = write_run(out / r.name, r.sim, r.rows)
-            results.append({"peers": r.peers, "aggregator": r.aggregator, "summary": s,
-                            "rows": r.rows, "wall": r.wall, "compress": r.compressor})
+        try:
+            if args.jobs > 1:
+                results = _run_parallel(cfgs, out, args.jobs, progress)
+            for r in run_compare(cfgs if args.jobs == 1 else [], on_start):
+                s = write_run(out / r.name, r.sim, r.rows)
+                results.append({"peers": r.peers, "aggregator": r.aggregator,
+                                "summary": s, "rows": r.rows, "wall": r.wall,
+                                "compress": r.compressor})
+        except KeyboardInterrupt:  # the finished runs are on disk; tabulate them
+            interrupted = True
         for row in results:
             if not row["summary"].get("complete", True):
                 progress.console.print(
@@ -234,9 +266,14 @@ def run(args: argparse.Namespace) -> int:
                     highlight=False)
     bytes_ratios(results)
     md = table(results)
+    if interrupted:
+        md += f"\nInterrupted: {len(results)} of {len(cfgs)} runs finished.\n"
     (out / "table.md").write_text(md)
-    plot(results, out / "accuracy.png")
-    plot_bytes(results, out / "bytes.png")
-    console.print(md)
-    console.print(f"wrote {out / 'table.md'}, {out / 'accuracy.png'} and {out / 'bytes.png'}")
-    return 0
+    if results:
+        plot(results, out / "accuracy.png", title(base, args.rounds))
+        plot_bytes(results, out / "bytes.png")
+    sys.stdout.write(md)  # plain text: a pipe gets whole markdown rows
+    console.print(f"wrote {out / 'table.md'}" + (f", {out / 'accuracy.png'} and "
+                  f"{out / 'bytes.png'}" if results else ""),
+                  soft_wrap=True, markup=False, highlight=False)
+    return 130 if interrupted else 0

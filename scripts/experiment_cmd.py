@@ -44,18 +44,21 @@ from rumor.node.results import RoundMetrics
 from rumor.node.scenario import Scenario, load_scenario
 from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.options import port_or_any, positive_float, writable_dir
+from rumor.scripts.options import add_config_flag, port_or_any, positive_float, writable_dir
 from rumor.scripts.reporting import pyplot, write_run
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("experiment", help="run scenario files (disasters, churn, partitions)")
-    p.add_argument("scenarios", nargs="+", type=Path, help="scenario TOML files")
+    p.add_argument("scenarios", nargs="*", type=Path,
+                   help="scenario TOML files (or scenarios = [...] in --config)")
     p.add_argument("--mode", choices=["sim", "real", "both"], default="sim",
                    help="sim: in-process, virtual clock; real: one process per peer on a "
                    "loopback libp2p mesh, timeline events as real faults (kill -9, "
                    "restarts, link blocks); both: sim then real, compared")
-    p.add_argument("--out", type=writable_dir, default=Path("runs/experiments"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/experiments"),
+                   help="output directory: OUT/<scenario>/...")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of every scenario, e.g. --set rounds=10")
     p.add_argument("--wall-cap", type=positive_float, default=None, metavar="SECONDS",
@@ -72,6 +75,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dashboard-port", type=port_or_any, default=0, metavar="PORT",
                    help="with --dashboard: serve it on 127.0.0.1:PORT (default 0: any "
                    "free port)")
+    add_config_flag(p)
     p.set_defaults(func=run)
 
 
@@ -222,16 +226,24 @@ def run_sim(sc: Scenario, d: Path, progress: Progress, board: Board | None = Non
         if feed is not None:
             feed.on_round(m)
 
-    rows = sim.run(on_round)
+    interrupted = False
+    try:
+        rows = sim.run(on_round)
+    except KeyboardInterrupt:  # write what was done; the command exits 130
+        rows, interrupted = list(sim.metrics), True
     wall = time.perf_counter() - t0
     if feed is not None:
         done = sim.completion()
         feed.finish(bool(done["complete"]), str(done.get("reason", "")))
-    s = write_run(d, sim, rows, scenario=sc.name, description=sc.description, mode="sim",
-                  wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0)
+    s = write_run(d, sim, rows, title=sc.name, accuracy_plot=False, scenario=sc.name,
+                  description=sc.description, mode="sim",
+                  wall_time=wall, final_peers_alive=rows[-1].peers_alive if rows else 0,
+                  interrupted=interrupted)
     (d / "scenario.toml").write_text(sc.source)
     if rows:
         plot_run(sc, rows, d / "accuracy.png")
+    if interrupted:
+        return Outcome(sc, "sim", rows, wall, "interrupted")
     if not s["complete"]:  # said here, and the command exits 1 at the end
         progress.console.print(f"warning: {sc.name} (sim): incomplete run: {s['reason']}",
                                style="yellow", soft_wrap=True, markup=False, highlight=False)
@@ -315,12 +327,12 @@ def _dashboard(args: argparse.Namespace, console: Console) -> Iterator[Board | N
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
-    if not console.is_terminal:
-        console = Console(stderr=True, width=200)
+    console = make_console()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not args.verbose:
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
+    if not args.scenarios:
+        raise ConfigError("give one or more scenario files (or scenarios = [...] in --config)")
     overrides = parse_overrides(args.set)
     scenarios = [load_scenario(p, overrides) for p in args.scenarios]  # fail fast
     names = [sc.name for sc in scenarios]

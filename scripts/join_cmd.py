@@ -3,7 +3,7 @@
 With no --bootstrap it starts a new mesh and prints the multiaddr others join with.
 Ctrl-C / SIGTERM stop it cleanly: the checkpoint of the last finished round is on
 disk, streams and the libp2p host are closed. Started again with the same
---data-dir, it keeps its PeerID and resumes from that checkpoint.
+--node-dir, it keeps its PeerID and resumes from that checkpoint.
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
-
-from rich.console import Console
 
 from rumor.node.api import start_api
 from rumor.node.assembly import build_runtime
 from rumor.node.dashboard.serve import serve_join
 from rumor.node.identity import load_or_create_identity
 from rumor.node.transport.libp2p import Libp2pTransport
+from rumor.node.transport.mdns import default_mdns
+from rumor.node.transport.reachability import ReachabilityConfig
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
+    add_config_flag,
     attack_spec,
     compress_help,
     existing_file,
@@ -37,8 +39,11 @@ from rumor.scripts.options import (
     peer_multiaddr,
     port_or_any,
     positive_int,
+    renamed_flag,
     writable_dir,
 )
+from rumor.scripts.tables import console as make_console
+from rumor.scripts.tables import eta
 
 
 def add_parser(sub: Any) -> None:
@@ -47,20 +52,36 @@ def add_parser(sub: Any) -> None:
                    metavar="MULTIADDR",
                    help="a peer to join through (/ip4/.../tcp/.../p2p/ID); repeatable")
     p.add_argument("--bootstrap-file", type=existing_file,
-                   help="a file with one bootstrap multiaddr per line")
-    p.add_argument("--data-dir", type=writable_dir, default=Path("rumor-data"),
-                   help="identity key, checkpoints (default ./rumor-data)")
+                   help="a file with one bootstrap multiaddr per line (default: none)")
+    p.add_argument("--node-dir", type=writable_dir, default=Path("rumor-data"), metavar="DIR",
+                   help="this peer's identity key and checkpoints; started again with the "
+                   "same dir it keeps its PeerID and resumes")
+    renamed_flag(p, "--data-dir", "this peer's identity and checkpoints are --node-dir DIR; "
+                 "datasets are --dataset-dir DIR")
     p.add_argument("--listen", action="append", type=listen_multiaddr, default=[],
                    metavar="MULTIADDR",
                    help="listen address (default /ip4/127.0.0.1/tcp/0)")
     p.add_argument("--api-host", default="127.0.0.1", help="HTTP API address (loopback)")
     p.add_argument("--api-port", type=port_or_any, default=0, help="HTTP API port (0: any)")
-    p.add_argument("--rounds", type=positive_int, default=None, help="stop after R rounds")
+    p.add_argument("--rounds", type=positive_int, default=None,
+                   help="stop after R rounds (default: run until Ctrl-C)")
     p.add_argument("--shard", type=nonneg_int, default=None,
                    help="which part of the split to train on (default: hash of the PeerID)")
     p.add_argument("--attack", type=attack_spec, default=None, metavar="SPEC",
                    help="run this peer as a Byzantine attacker (e.g. alie, sign-flip:scale=4, "
-                        "label-flip); for robustness tests of your own mesh")
+                        "label-flip); for robustness tests of your own mesh (default: honest)")
+    p.add_argument("--relay", action="store_true",
+                   help="serve circuit relay v2 for peers behind NAT (run it on a publicly "
+                        "reachable peer)")
+    p.add_argument("--hole-punch", action=argparse.BooleanOptionalAction, default=True,
+                   help="upgrade relayed links to direct ones with DCUtR hole punching "
+                        "(default: on)")
+    p.add_argument("--auto-relay", action=argparse.BooleanOptionalAction, default=True,
+                   help="when AutoNAT does not find this peer publicly reachable, reserve "
+                        "a slot on relay peers and announce its /p2p-circuit address (default: on)")
+    p.add_argument("--mdns", action=argparse.BooleanOptionalAction, default=None,
+                   help="find peers on the LAN with mDNS, no bootstrap needed (default: on "
+                        "when a --listen address is a private LAN address or 0.0.0.0)")
     p.add_argument("--json", action="store_true", help="one JSON line per event on stdout")
     p.add_argument("--dashboard", action="store_true",
                    help="serve this peer's live dashboard (itself, its neighbours, its "
@@ -69,6 +90,7 @@ def add_parser(sub: Any) -> None:
                    help="with --dashboard: its port (default 0: any free port)")
     p.add_argument("--verbose", action="store_true", help="show libp2p's own log messages")
     add_node_flags(p)
+    add_config_flag(p)
     p.set_defaults(func=run)
 
 
@@ -101,27 +123,39 @@ async def _run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     if not args.verbose:  # py-libp2p 0.8.1 logs harmless DHT stream errors at ERROR
         logging.getLogger("libp2p").setLevel(logging.CRITICAL)
-    console = Console(stderr=True)
-    identity = load_or_create_identity(args.data_dir)
+    console = make_console()
+    identity = load_or_create_identity(args.node_dir)
     cfg = dataclasses.replace(node_config(args, shard=args.shard, rounds=args.rounds),
                               attack=args.attack)
     if cfg.attack is not None:
         console.print(f"this peer is Byzantine: it sends {cfg.attack!r} instead of its model",
                       style="yellow", soft_wrap=True, markup=False, highlight=False)
+    listen = args.listen or ["/ip4/127.0.0.1/tcp/0"]
     transport = Libp2pTransport(
         identity,
-        listen=args.listen or ["/ip4/127.0.0.1/tcp/0"],
+        listen=listen,
         swarm=cfg.swarm,
         bootstrap=_bootstrap_list(args),
+        reachability=ReachabilityConfig(
+            relay=args.relay, auto_relay=args.auto_relay, hole_punch=args.hole_punch
+        ),
+        mdns=default_mdns(listen) if args.mdns is None else args.mdns,
     )
+
+    t0 = time.monotonic()
+    first: list[int] = []  # the first round this run finished
 
     def on_event(e: dict[str, Any]) -> None:
         if args.json:
             print(json.dumps(e, default=str), flush=True)
         elif e["event"] == "round":
+            first[:] = first or [e["round"] - 1]
+            left = eta(time.monotonic() - t0, e["round"] - first[0],
+                       None if args.rounds is None else args.rounds - first[0])
             console.print(
                 f"round {e['round']:4d}  acc {e['acc']:.4f}  neighbours {e['neighbours']}"
                 f"  merged {e['received']} updates{' (timeout)' if e['timed_out'] else ''}"
+                f"{left}"
             )
         elif e["event"] == "checkpoint_warning":
             console.print(f"[yellow]warning: {e['detail']}")
@@ -129,7 +163,7 @@ async def _run(args: argparse.Namespace) -> int:
             console.print(f"[dim]{e['event']} {e.get('peer', e.get('round', ''))}")
 
     runtime, start_round = build_runtime(
-        cfg, identity, transport, data_dir=args.data_dir, on_event=on_event
+        cfg, identity, transport, data_dir=args.node_dir, on_event=on_event
     )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -38,6 +38,7 @@ from rumor.node.simulation import SimulationConfig, byzantine_peers
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
+    add_config_flag,
     attack_spec,
     compress_help,
     launch_placement,
@@ -46,8 +47,12 @@ from rumor.scripts.options import (
     port_or_any,
     positive_float,
     positive_int,
+    renamed_flag,
     writable_dir,
 )
+from rumor.scripts.reporting import plot_accuracy, plot_layer_variance
+from rumor.scripts.tables import console as make_console
+from rumor.scripts.tables import eta
 
 __all__ = ["add_parser", "default_per_process", "run"]
 
@@ -57,16 +62,18 @@ def add_parser(sub: Any) -> None:
         "launch",
         help="start N peers on this machine (real libp2p on loopback) and watch them train",
         description="Start a bootstrap node and N peers as local processes; show a live "
-        "table; write metrics.csv, summary.json and events.jsonl to --out.",
+        "table; write metrics.csv, summary.json, events.jsonl, layer_variance.csv, "
+        "accuracy.png, layer_variance.png and the final models (models/) to --out. "
+        "`rumor status --out DIR` and `rumor stop --out DIR` reach it from another shell.",
     )
-    p.add_argument("--peers", type=positive_int, default=8, help="number of peers (default 8)")
+    p.add_argument("--peers", type=positive_int, default=8, help="number of peers")
     p.add_argument("--rounds", type=positive_int, default=None,
                    help="stop after R rounds (default: run until Ctrl-C)")
     p.add_argument("--per-process", type=positive_int, default=None, metavar="K",
                    help="peers per worker process (default: ceil(N / cores), at most "
                    f"{MAX_PER_PROCESS_AUTO})")
     p.add_argument("--out", type=writable_dir, default=Path("runs/launch"),
-                   help="output directory")
+                   help="output directory (run files, final models)")
     p.add_argument("--base-dir", type=writable_dir, default=None,
                    help="peers' data dirs (identity, checkpoints) go to BASE/peer-XX; "
                    "an existing one is resumed (default: a temporary dir)")
@@ -93,11 +100,15 @@ def add_parser(sub: Any) -> None:
                    help="K Byzantine peers (the simulator's seeded choice of indices); "
                    "they run --attack and are not evaluated")
     p.add_argument("--attack", type=attack_spec, default=None, metavar="SPEC",
-                   help="attack of the Byzantine peers, e.g. sign-flip or alie:z=1.5")
+                   help="attack of the Byzantine peers, e.g. sign-flip or alie:z=1.5 "
+                   "(default: none)")
     p.add_argument("--placement", type=launch_placement, default="random",
                    help="which peers are Byzantine: random (the simulator's seeded draw) "
                    "or list:I,J,... (hubs needs a topology: a launch has none)")
     add_node_flags(p)
+    add_config_flag(p)
+    renamed_flag(p, "--data-dir", "datasets are --dataset-dir DIR; the peers' identities "
+                 "and checkpoints are --base-dir DIR")
     p.set_defaults(func=run)
 
 
@@ -155,7 +166,7 @@ def render(mesh: Mesh, t0: float) -> Group:
         ("rumor launch  ", "bold"),
         f"{alive}/{mesh.n} peers in {len(mesh.workers)} processes  ",
         f"rounds {done}{target}  mean acc {mean}  ",
-        f"{time.monotonic() - t0:6.1f} s\n",
+        f"{time.monotonic() - t0:6.1f} s{eta_text(mesh)}\n",
         ("join from another shell: ", "dim"),
         f"rumor join --swarm {mesh.node_cfg.swarm} --bootstrap {mesh.bootstrap_addr}",
     )
@@ -174,6 +185,11 @@ def render(mesh: Mesh, t0: float) -> Group:
     return Group(head, table)
 
 
+def eta_text(mesh: Mesh) -> str:
+    rows = mesh.metrics.rows
+    return eta(rows[-1].time, len(rows), mesh.rounds) if rows else ""
+
+
 def run(args: argparse.Namespace) -> int:
     if compress_help(args):
         return 0
@@ -181,10 +197,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _console() -> Console:
-    console = Console(stderr=True)
-    if not console.is_terminal:  # a log file: no wrapping of addresses and rows
-        console = Console(stderr=True, width=200)
-    return console
+    return make_console()  # a log file: no wrapping of addresses and rows
 
 
 def print_notice(console: Console, level: str, text: str) -> None:
@@ -205,7 +218,7 @@ async def _run(args: argparse.Namespace) -> int:
         console.print(
             f"round {m.round:4d}  acc mean {m.acc_mean:.4f} (min {m.acc_min:.4f}, max "
             f"{m.acc_max:.4f})  consensus distance {m.consensus_distance:.4f}  "
-            f"{m.time:6.1f} s"
+            f"{m.time:6.1f} s{eta_text(mesh)}"
         )
 
     mesh = Mesh(mesh_config(args), on_notice=lambda lv, t: print_notice(console, lv, t),
@@ -248,6 +261,11 @@ async def _run(args: argparse.Namespace) -> int:
     elif result.stopped in ("interrupted", "terminated") and args.rounds is not None:
         code = 130 if result.stopped == "interrupted" else 143
     if result.rows:
+        title = (f"rumor launch: {mesh.n} peers, {mesh.node_cfg.aggregator}, "
+                 f"{mesh.node_cfg.model} on {mesh.node_cfg.dataset}")
+        plot_accuracy(result.rows, args.out / "accuracy.png", title)
+        if mesh.metrics.variances:
+            plot_layer_variance(mesh.metrics.variances, args.out / "layer_variance.png", title)
         last = result.rows[-1]
         console.print(
             f"final acc mean {last.acc_mean:.4f} (min {last.acc_min:.4f}, max "
@@ -257,4 +275,9 @@ async def _run(args: argparse.Namespace) -> int:
         if not args.no_dashboard:
             console.print(f"replay it on the dashboard: rumor dashboard {args.out}",
                           style="dim", soft_wrap=True, highlight=False, markup=False)
+    models = sorted((args.out / "models").glob("peer-*.safetensors"))
+    if models:
+        console.print(f"final models: {args.out / 'models'} ({len(models)} peers; "
+                      "`rumor export` takes one from a running peer)", soft_wrap=True,
+                      markup=False, highlight=False)
     return code

@@ -21,8 +21,6 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from rumor.node.config_fields import checked_fields
 from rumor.node.modest_preset import ModestConfig, ModestRound, run_modest
 from rumor.node.results import write_json
@@ -41,6 +39,7 @@ from rumor.scripts.options import (
     writable_dir,
 )
 from rumor.scripts.reporting import pyplot
+from rumor.scripts.tables import console as make_console
 
 _FLAGS: dict[str, tuple[Any, str]] = {
     "peers": (positive_int, "number of peers"),
@@ -69,11 +68,13 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("modest", help="MoDeST: sampled training rounds under churn",
                        description=__doc__)
     p.add_argument("--config", type=existing_file, default=None,
-                   help="TOML with ModestConfig keys")
-    p.add_argument("--out", type=writable_dir, default=Path("runs/modest"))
+                   help="TOML with ModestConfig keys (default: none)")
+    p.add_argument("--out", type=writable_dir, default=Path("runs/modest"),
+                   help="output directory")
+    d = ModestConfig()
     for name, (conv, text) in _FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
-                       help=text)
+                       help=f"{text} (default: --config's, else {getattr(d, name)})")
     p.set_defaults(func=run)
 
 
@@ -139,7 +140,7 @@ def plot(rows: list[ModestRound], cfg: ModestConfig, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = make_console()
     cli = {name: getattr(args, name) for name in _FLAGS}
     cfg = load_config(args.config, cli)
     cfg.validate()

@@ -9,6 +9,7 @@ from typing import Any
 from rumor.node.assembly import NodeConfig
 from rumor.scripts.options import (
     COMPRESS_HELP,
+    aggregator_flag,
     compress_spec,
     dataset_name,
     dir_path,
@@ -28,18 +29,23 @@ def add_node_flags(p: Any) -> None:
     g.add_argument("--model", type=model_name, default=d.model, help="mlp | lenet5 | cnn")
     g.add_argument("--dataset", type=dataset_name, default=d.dataset,
                    help="digits | mnist | fashion-mnist")
-    g.add_argument("--dataset-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"),
-                   help="where `rumor data fetch` put the datasets")
+    default_dir = os.environ.get("RUMOR_DATA_DIR")
+    g.add_argument("--dataset-dir", type=dir_path, default=default_dir, metavar="DIR",
+                   help="where `rumor data fetch` caches datasets (default: "
+                   f"{default_dir or '$RUMOR_DATA_DIR, else ~/.cache/rumor/data'})")
     g.add_argument("--split", type=split_spec, default=d.split,
                    help="iid | dirichlet:ALPHA | shards:K")
     g.add_argument("--shards", type=positive_int, default=d.shards,
                    help="the training set is split into this many parts")
     g.add_argument("--seed", type=seed_int, default=d.seed, help="seed of the data split")
-    g.add_argument("--aggregator", default=d.aggregator)
-    g.add_argument("--f", type=nonneg_int, default=d.f)
-    g.add_argument("--lr", type=positive_float, default=d.lr)
-    g.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    g.add_argument("--local-epochs", type=positive_int, default=d.local_epochs)
+    aggregator_flag(g, d.aggregator)
+    g.add_argument("--f", type=nonneg_int, default=d.f,
+                   help="number of Byzantine neighbours the robust rules tolerate")
+    g.add_argument("--lr", type=positive_float, default=d.lr, help="SGD learning rate")
+    g.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help="minibatch size of local training")
+    g.add_argument("--local-epochs", type=positive_int, default=d.local_epochs,
+                   help="passes over the local data per round")
     g.add_argument("--round-timeout", type=positive_float, default=d.round_timeout,
                    help="seconds to wait for neighbours' updates before merging")
     g.add_argument("--min-updates", type=nonneg_int, default=2,

@@ -12,9 +12,11 @@ import argparse
 import errno
 import math
 import os
+import shutil
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 SEED_LIMIT = 2**32
 
@@ -299,3 +301,101 @@ def dir_path(text: str) -> str:
         where = "is" if probe == path else f"is under {probe}, which is"
         raise argparse.ArgumentTypeError(f"{text} {where} a file, not a directory")
     return text
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` that shows every flag's default: argparse's "(default: X)" is appended
+    unless the help text already says what the default is (``default`` in it), the flag
+    is a switch (store_true/false: off unless given) or its default is None (then the
+    help text must say what happens without it). Lines are not wrapped narrower than
+    100 columns."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 32,
+                 width: int | None = None) -> None:
+        if width is None:
+            width = shutil.get_terminal_size().columns - 2
+        super().__init__(prog, indent_increment, max_help_position, width=max(width, 100))
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("default" in text.lower() or action.default is None
+                or action.default is argparse.SUPPRESS or action.nargs == 0):
+            return text
+        return super()._get_help_string(action)
+
+
+def add_config_flag(p: argparse.ArgumentParser) -> None:
+    """``--config FILE``: a TOML file of this command's flags (see rumor.scripts.config_file);
+    flags given on the command line override it."""
+    p.add_argument("--config", type=existing_file, default=None, metavar="FILE",
+                   help="TOML file of this command's settings (keys are flag names: "
+                   "peers = 16, aggregator = \"mean\"; a [simulate]/[launch]/[join]/"
+                   "[experiment] table holds one command's keys); flags given here "
+                   "override it (default: no file)")
+    p.set_defaults(flag_config=True)
+
+
+class _Renamed(argparse.Action):
+    def __init__(self, option_strings: list[str], dest: str, hint: str = "",
+                 **kwargs: Any) -> None:
+        self.hint = hint
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS,
+                         default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        parser.error(f"{option_string} is no longer a flag of this command: {self.hint}")
+
+
+def renamed_flag(p: Any, old: str, hint: str) -> None:
+    """A hidden flag that fails with ``hint`` (one line, exit 2): an old spelling whose
+    meaning changed, so it is refused rather than silently reinterpreted."""
+    p.add_argument(old, action=_Renamed, hint=hint)
+
+
+def dataset_dir_flags(p: Any, *, writable: bool = False) -> None:
+    """``--dataset-dir DIR`` (where `rumor data fetch` caches datasets; $RUMOR_DATA_DIR),
+    and ``--data-dir`` as a hidden old spelling of it (same meaning)."""
+    conv = writable_dir if writable else dir_path
+    default = os.environ.get("RUMOR_DATA_DIR")
+    p.add_argument("--dataset-dir", type=conv, default=default, metavar="DIR",
+                   help="where `rumor data fetch` caches datasets (default: "
+                   f"{default or '$RUMOR_DATA_DIR, else ~/.cache/rumor/data'})")
+    p.add_argument("--data-dir", dest="dataset_dir", type=conv, default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS)
+
+
+class _AggregatorAction(argparse.Action):
+    """Stores the rule name(s); ``help`` prints every name the flag takes and exits 0."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        items = values if isinstance(values, list) else [values]
+        if "help" in items:
+            from rumor.node.merging import aggregator_names
+
+            print("\n".join(aggregator_names()))
+            parser.exit(0)
+        setattr(namespace, self.dest, values)
+
+
+def aggregator_flag(p: Any, default: Any, *, many: bool = False) -> None:
+    """``--aggregator NAME`` (or ``--aggregators NAME ...``); ``help`` lists the rules."""
+    if many:
+        p.add_argument("--aggregators", nargs="+", default=default, action=_AggregatorAction,
+                       metavar="NAME", help="aggregation rules to compare ('help' lists "
+                       "every rule)")
+    else:
+        p.add_argument("--aggregator", default=default, action=_AggregatorAction,
+                       metavar="NAME", help="aggregation rule, e.g. variance-corrected, "
+                       "mean, median, krum, monna, sybilwall, fedavg, vc:median ('help' "
+                       "lists every rule)")
+
+
+DEFAULT_TOPOLOGY = "regular:8"
+
+
+def default_topology(peers: int) -> str:
+    """The topology a simulation gets when none is given: ``regular:8``, which needs at
+    least 9 peers; ``complete`` (every peer linked to every other) below that."""
+    return DEFAULT_TOPOLOGY if peers > 8 else "complete"

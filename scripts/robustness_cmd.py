@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -64,39 +65,50 @@ from rumor.scripts.options import (
     writable_dir,
 )
 from rumor.scripts.reporting import pyplot
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("robustness", help="regenerate the Byzantine/Sybil robustness tables")
-    p.add_argument("--out", type=writable_dir, default=Path("runs/robustness"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/robustness"),
+                   help="output directory")
     p.add_argument("--only", nargs="+", choices=["rules", "monna", "sybilwall"],
-                   default=["rules", "monna", "sybilwall"])
+                   default=["rules", "monna", "sybilwall"], help="experiments to run")
     p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test)")
-    p.add_argument("--seed", type=seed_int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1, help="seed of every run")
     p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     g = p.add_argument_group("rules x attacks")
     g.add_argument("--rules", nargs="+", default=list(RULES),
                    help="rule names, optionally NAME@k=v,... for rule params")
-    g.add_argument("--attacks", nargs="+", type=_attack_or_none, default=list(ATTACKS))
-    g.add_argument("--peers", type=positive_int, default=30)
-    g.add_argument("--topology", type=topology_spec, default="regular:8")
-    g.add_argument("--byzantine", type=positive_int, default=3)
+    g.add_argument("--attacks", nargs="+", type=_attack_or_none, default=list(ATTACKS),
+                   help="attack specs ('none': no attack)")
+    g.add_argument("--peers", type=positive_int, default=30, help="number of peers")
+    g.add_argument("--topology", type=topology_spec, default="regular:8",
+                   help="ring | complete | regular:K | er:P | ba:M | rgg:R | ws:K:P")
+    g.add_argument("--byzantine", type=positive_int, default=3,
+                   help="number of Byzantine peers")
     g.add_argument("--placement", type=placement_spec, default="random",
                    help="where the attackers sit: random (seeded) | hubs | list:I,J,...")
-    g.add_argument("--rounds", type=positive_int, default=30)
-    g.add_argument("--lr", type=positive_float, default=0.2)
+    g.add_argument("--rounds", type=positive_int, default=30, help="rounds per run")
+    g.add_argument("--lr", type=positive_float, default=0.2, help="SGD learning rate")
     g = p.add_argument_group("MoNNA")
-    g.add_argument("--monna-peers", type=positive_int, default=26)
-    g.add_argument("--monna-f", type=positive_int, default=5)
-    g.add_argument("--monna-rounds", type=positive_int, default=50)
-    g.add_argument("--monna-betas", type=probability, nargs="+", default=[0.99, 0.9])
+    g.add_argument("--monna-peers", type=positive_int, default=26, help="number of peers")
+    g.add_argument("--monna-f", type=positive_int, default=5, help="number of attackers")
+    g.add_argument("--monna-rounds", type=positive_int, default=50, help="rounds per run")
+    g.add_argument("--monna-betas", type=probability, nargs="+", default=[0.99, 0.9],
+                   help="Polyak momentum betas to run MoNNA with")
     g = p.add_argument_group("SybilWall")
-    g.add_argument("--sybil-peers", type=positive_int, default=99)
-    g.add_argument("--sybils", type=positive_int, default=15)
-    g.add_argument("--sybil-topology", type=topology_spec, default="rgg:0.2:maxdeg=7")
-    g.add_argument("--sybil-rounds", type=positive_int, default=30)
-    g.add_argument("--alpha", type=positive_float, default=0.1)
-    g.add_argument("--min-source", type=positive_int, default=10)
+    g.add_argument("--sybil-peers", type=positive_int, default=99,
+                   help="number of honest peers")
+    g.add_argument("--sybils", type=positive_int, default=15, help="number of Sybils")
+    g.add_argument("--sybil-topology", type=topology_spec, default="rgg:0.2:maxdeg=7",
+                   help="topology of the honest peers")
+    g.add_argument("--sybil-rounds", type=positive_int, default=30, help="rounds per run")
+    g.add_argument("--alpha", type=positive_float, default=0.1,
+                   help="Dirichlet(alpha) data split of the honest peers")
+    g.add_argument("--min-source", type=positive_int, default=10,
+                   help="class-0 samples the Sybils' data slice must hold (seeds are tried "
+                   "from --seed up)")
     p.set_defaults(func=run)
 
 
@@ -274,7 +286,7 @@ def _quick(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console(stderr=True)
+    console = make_console()
     if args.quick:
         _quick(args)
     torch.set_num_threads(args.threads)
@@ -294,7 +306,8 @@ def run(args: argparse.Namespace) -> int:
         text, data = fn(args, console, out)
         md += [f"## {title}", "", text]
         results[key] = data
-        console.print(text)
+        sys.stdout.write(text)  # plain text: a pipe gets whole markdown rows
+        sys.stdout.flush()
     md.append(f"Total wall time {time.perf_counter() - t0:.0f} s.")
     (out / "robustness.md").write_text("\n".join(md) + "\n")
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
-from rumor.node.results import RoundMetrics
-from rumor.node.simulation import SimulationConfig, run_simulation
+from rumor.node.results import MetricsAppender, RoundMetrics
+from rumor.node.simulation import Simulation, SimulationConfig
 from rumor.scripts.options import (
     COMPRESS_HELP,
+    DEFAULT_TOPOLOGY,
+    add_config_flag,
+    aggregator_flag,
     attack_spec,
     compress_help,
     compress_spec,
+    dataset_dir_flags,
     dataset_name,
-    dir_path,
+    default_topology,
     model_name,
     nonneg_float,
     nonneg_int,
@@ -32,6 +34,7 @@ from rumor.scripts.options import (
     writable_dir,
 )
 from rumor.scripts.reporting import round_progress, write_run
+from rumor.scripts.tables import console as make_console
 
 
 def add_parser(sub: Any) -> None:
@@ -42,36 +45,44 @@ def add_parser(sub: Any) -> None:
     )
     d = SimulationConfig()
     p.add_argument("--peers", type=positive_int, default=d.peers, help="number of peers")
-    p.add_argument("--rounds", type=positive_int, default=d.rounds)
-    p.add_argument("--topology", type=topology_spec, default=d.topology,
-                   help="ring | complete | star | regular:K | er:P | ba:M | rgg:R | ws:K:P")
+    p.add_argument("--rounds", type=positive_int, default=d.rounds, help="rounds to run")
+    p.add_argument("--topology", type=topology_spec, default=None,
+                   help="ring | complete | star | regular:K | er:P | ba:M | rgg:R | ws:K:P "
+                   f"(default: {DEFAULT_TOPOLOGY}, or complete below 9 peers)")
     p.add_argument("--split", type=split_spec, default=d.split,
                    help="iid | dirichlet:ALPHA | shards:K")
-    p.add_argument("--aggregator", default=d.aggregator,
-                   help="variance-corrected | mean | fedavg | any rule in rumor.aggregation")
+    aggregator_flag(p, d.aggregator)
     p.add_argument("--f", type=nonneg_int, default=d.f, help="f for the robust rules")
     p.add_argument("--model", type=model_name, default=d.model, help="mlp | lenet5 | cnn")
     p.add_argument("--dataset", type=dataset_name, default=d.dataset,
                    help="digits | mnist | fashion-mnist")
-    p.add_argument("--seed", type=seed_int, default=d.seed)
-    p.add_argument("--lr", type=positive_float, default=d.lr)
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size)
-    p.add_argument("--local-epochs", type=positive_int, default=d.local_epochs)
-    p.add_argument("--momentum", type=probability, default=d.momentum)
+    p.add_argument("--seed", type=seed_int, default=d.seed,
+                   help="seed of everything random (data split, init, topology, sampling)")
+    p.add_argument("--lr", type=positive_float, default=d.lr, help="SGD learning rate")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help="minibatch size of local training")
+    p.add_argument("--local-epochs", type=positive_int, default=d.local_epochs,
+                   help="passes over the local data per round")
+    p.add_argument("--momentum", type=probability, default=d.momentum,
+                   help="SGD momentum of local training")
     p.add_argument("--init", choices=["independent", "same"], default=d.init,
                    help="peers start from their own random models or one shared model")
     p.add_argument("--latency", type=nonneg_float, default=d.latency, help="link latency, seconds")
     p.add_argument("--loss", type=probability, default=d.loss, help="message loss probability")
-    p.add_argument("--round-timeout", type=positive_float, default=d.round_timeout)
+    p.add_argument("--round-timeout", type=positive_float, default=d.round_timeout,
+                   help="virtual seconds to wait for neighbours' updates before merging")
     p.add_argument("--fanout", type=positive_int, default=None,
                    help="push to this many random neighbours (default: all)")
     p.add_argument("--min-updates", type=nonneg_int, default=None,
                    help="merge once this many updates arrived (default: all neighbours)")
     p.add_argument("--eval-peers", type=positive_int, default=None,
-                   help="evaluate a seeded sample of this many peers each round")
+                   help="evaluate a seeded sample of this many peers each round "
+                   "(default: all up to 200, else a sample of 200; all peers' final "
+                   "models are evaluated at the end: summary.json final_all_peers)")
     p.add_argument("--attack", type=attack_spec, default=None, metavar="NAME[:k=v,...]",
                    help="sign-flip | gaussian | alie | ipm | free-ride | label-flip, "
-                        "e.g. alie or sign-flip:scale=4 or label-flip:pairs=0-1")
+                        "e.g. alie or sign-flip:scale=4 or label-flip:pairs=0-1 (default: "
+                        "no attack)")
     p.add_argument("--byzantine", type=nonneg_int, default=0,
                    help="number of Byzantine peers (placed by --placement)")
     p.add_argument("--placement", type=placement_spec, default=d.placement,
@@ -82,15 +93,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--relay-fraction", type=probability, default=0.0,
                    help="fraction of peers that hold no data (relay only)")
     p.add_argument("--test-subset", type=positive_int, default=None,
-                   help="evaluate on a seeded subset of this many test samples")
+                   help="evaluate on a seeded subset of this many test samples (default: "
+                   "the whole test set)")
     p.add_argument("--compress", type=compress_spec, default=None, metavar="NAME[:k=v,...]",
                    help=COMPRESS_HELP)
     p.add_argument("--sign", action="store_true",
                    help="sign and verify every message (slower; always on in real mode)")
-    p.add_argument("--data-dir", type=dir_path, default=os.environ.get("RUMOR_DATA_DIR"))
+    dataset_dir_flags(p)
     p.add_argument("--out", type=writable_dir, default=Path("runs/simulate"),
                    help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_flag(p)
     p.set_defaults(func=run)
 
 
@@ -98,7 +111,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
     return SimulationConfig(
         peers=args.peers,
         rounds=args.rounds,
-        topology=args.topology,
+        topology=args.topology or default_topology(args.peers),
         split=args.split,
         aggregator=args.aggregator,
         f=args.f,
@@ -118,7 +131,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         eval_peers=args.eval_peers,
         test_subset=args.test_subset,
         sign=args.sign,
-        data_dir=args.data_dir,
+        data_dir=args.dataset_dir,
         attack=args.attack,
         byzantine=args.byzantine,
         placement=args.placement,
@@ -140,26 +153,41 @@ def views_note(summary: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run, showing progress (ETA once a round is done); metrics.csv grows a line per
+    round. Ctrl-C stops it: what was done is written (summary.json has
+    ``"interrupted": true``) and the exit code is 130."""
     if compress_help(args):
         return 0
-    if args.aggregator == "help":
-        from rumor import aggregation
-
-        print("\n".join([*aggregation.names(), "fedavg", "vc:<rule>"]))
-        return 0
     cfg = config_from_args(args)
-    console = Console(stderr=True)
+    console = make_console()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    with round_progress(console, "acc {task.fields[acc]:.3f}", label="[bold]simulate",
-                        disable=args.quiet) as progress:
-        task = progress.add_task("rounds", total=cfg.rounds, acc=0.0)
+    t0 = time.perf_counter()
+    interrupted = False
+    sim = Simulation(cfg)
+    live_csv = MetricsAppender(out / "metrics.csv")
+    try:
+        with round_progress(console, "acc {task.fields[acc]:.3f}", label="[bold]simulate",
+                            disable=args.quiet) as progress:
+            task = progress.add_task("rounds", total=cfg.rounds, acc=0.0)
 
-        def on_round(m: RoundMetrics) -> None:
-            progress.update(task, completed=m.round, acc=m.acc_mean)
+            def on_round(m: RoundMetrics) -> None:
+                live_csv.add(m)
+                progress.update(task, completed=m.round, acc=m.acc_mean)
 
-        sim, rows, wall = run_simulation(cfg, on_round)
-    summary = write_run(out, sim, rows)
+            try:
+                sim.run(on_round)
+            except KeyboardInterrupt:
+                interrupted = True
+    finally:
+        live_csv.close()
+    rows = list(sim.metrics)
+    wall = time.perf_counter() - t0
+    summary = write_run(out, sim, rows, interrupted=interrupted, wall_time=round(wall, 3))
+    if interrupted:
+        console.print(f"interrupted after {len(rows)} of {cfg.rounds} rounds; partial "
+                      f"results -> {out}", soft_wrap=True, markup=False, highlight=False)
+        return 130
     last = rows[-1] if rows else None
     if last is not None:
         console.print(

@@ -11,6 +11,9 @@ Protocol with the launcher (newline-delimited JSON):
   it once all peers are up and have found neighbours; ``"start_round": R`` makes them
   start at round R at least: a rejoining peer starts at the mesh's round, as in the
   simulator), ``{"cmd": "stop"}`` stops them,
+  ``"apis": {PEER_ID: URL}`` (on ``go`` or a ``{"cmd": "directory"}`` line) tells the
+  hosted peers' HTTP APIs where the launch's other peers serve theirs (GET /peers lists
+  them, so ``rumor status URL`` can walk the mesh),
   ``{"cmd": "block", "peers": [PEER_ID, ...]}`` / ``{"cmd": "unblock", ...}`` cut and
   restore links of every hosted peer (or of peer ``"i"`` only) at run time. Only a
   peer whose spec has ``allowed`` or ``blocked`` runs behind a FilteredTransport and
@@ -19,7 +22,8 @@ Protocol with the launcher (newline-delimited JSON):
   End of stdin also stops them: when the launcher dies, even by ``kill -9``, its end of
   the pipe closes and the worker exits on its own, so no peer is left orphaned.
 - stdout: one JSON object per line, each with ``"i"`` (the peer's index in the launch):
-  ``ready`` (peer id, listen addrs, API URL, start round), ``neighbours`` (connected
+  ``ready`` (peer id, listen addrs, API URL, start round, model name and its layout:
+  the tensors of the model vector), ``neighbours`` (connected
   members, before ``go``), ``started`` (the round it starts at), every runtime event
   (``round`` events carry the model vector as base64 little-endian float32 in
   ``"vector"`` when the config asks for it, so the launcher can compute the consensus
@@ -191,11 +195,13 @@ class Hosted:
         return True
 
 
-async def _start(h: Hosted, cfg: WorkerConfig, emit: Emitter) -> None:
+async def _start(h: Hosted, cfg: WorkerConfig, emit: Emitter,
+                 directory: dict[str, str]) -> None:
     from rumor.node.api import start_api
+    from rumor.node.model_io import layout_json
 
     await h.transport.start()
-    h.api = await start_api(h.runtime, cfg.api_host, h.spec.api_port)
+    h.api = await start_api(h.runtime, cfg.api_host, h.spec.api_port, directory=directory)
     port = h.api.addresses[0][1] if h.api.addresses else None
     emit({
         "i": h.spec.index,
@@ -208,6 +214,8 @@ async def _start(h: Hosted, cfg: WorkerConfig, emit: Emitter) -> None:
         "shard": h.spec.shard,
         "data_dir": h.spec.data_dir,
         "pid": os.getpid(),
+        "model": h.runtime.learner.config.model,
+        "layout": layout_json(h.runtime.learner.trainer.layout),
     })
 
 
@@ -226,7 +234,8 @@ def _block(hosted: list[Hosted], msg: dict[str, Any], emit: Emitter) -> None:
 
 
 async def _read_commands(go: asyncio.Event, stop: asyncio.Event, hosted: list[Hosted],
-                         emit: Emitter, history: list[dict[str, Any]]) -> None:
+                         emit: Emitter, history: list[dict[str, Any]],
+                         directory: dict[str, str]) -> None:
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -239,6 +248,8 @@ async def _read_commands(go: asyncio.Event, stop: asyncio.Event, hosted: list[Ho
             cmd = msg.get("cmd")
         except (ValueError, AttributeError):
             continue
+        if cmd in ("go", "directory") and isinstance(msg.get("apis"), dict):
+            directory.update({str(k): str(v) for k, v in msg["apis"].items()})
         if cmd == "go":
             if msg.get("start_round") is not None:  # a rejoin: the mesh's round now
                 history.append({"cmd": "start_round", "round": int(msg["start_round"])})
@@ -288,7 +299,9 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
         loop.add_signal_handler(sig, stop.set)
     hosted: list[Hosted] = []
     history: list[dict[str, Any]] = []
-    commands = asyncio.ensure_future(_read_commands(go, stop, hosted, emit, history))
+    directory: dict[str, str] = {}  # PeerID -> API URL of the launch's other peers
+    commands = asyncio.ensure_future(_read_commands(go, stop, hosted, emit, history,
+                                                    directory))
     reporter: asyncio.Task[None] | None = None
     code = 0
     try:
@@ -306,7 +319,7 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
                         h.set_blocked([str(p) for p in msg.get("peers", [])],
                                       msg.get("cmd") == "block")
                 hosted.append(h)
-                await _start(h, cfg, emit)
+                await _start(h, cfg, emit, directory)
             except Exception as exc:
                 emit({"i": spec.index, "event": "error", "message": f"{type(exc).__name__}: {exc}"})
                 traceback.print_exc()

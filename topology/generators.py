@@ -329,7 +329,8 @@ def _too_sparse(label: str, n: int, attempts: int, hint: str) -> ConfigError:
 
 def _regular(label: str, k: int, n: int, seed: int) -> tuple[nx.Graph, int]:
     if k >= n:
-        raise ConfigError(f"topology {label!r} needs K < n, got K={k} and n={n}")
+        raise ConfigError(f"topology {label!r} needs K < n, got K={k} and n={n}: use "
+                          f"regular:K with K < {n}, or complete")
     if (n * k) % 2:
         raise ConfigError(f"topology {label!r} needs n*K even, got n={n} and K={k}")
     if k == 1 and n != 2:

@@ -14,6 +14,7 @@ from rumor.node.engine.compression import CompressionHook
 from rumor.node.engine.evaluator import LocalEvaluator
 from rumor.node.engine.executor import Backend, CommandExecutor
 from rumor.node.engine.merger import RuleMerger
+from rumor.node.engine.shared_decode import SharedDecoder
 
 __all__ = [
     "AttackAdversary",
@@ -23,6 +24,7 @@ __all__ = [
     "CompressionHook",
     "LocalEvaluator",
     "RuleMerger",
+    "SharedDecoder",
     "build_peer",
     "data_label_map",
     "make_adversary",

@@ -10,13 +10,14 @@ from rumor.node.attacks import parse_attack
 from rumor.node.engine.adversary import AttackAdversary, Collusion
 from rumor.node.engine.compression import CompressionHook
 from rumor.node.engine.merger import RuleMerger
+from rumor.protocols import codec
 from rumor.protocols.config import ProtocolConfig
 from rumor.protocols.errors import ConfigError
 from rumor.protocols.events import PeerId
 from rumor.protocols.hooks import Evaluator
 from rumor.protocols.identity import Identity
 from rumor.protocols.peer import Peer, PeerConfig, Role
-from rumor.protocols.validation import ValidationConfig
+from rumor.protocols.validation import Decode, ValidationConfig
 
 
 def peer_seed(peer_id: str) -> int:
@@ -64,13 +65,17 @@ def build_peer(
     collusion: Collusion | None = None,
     member: int = 0,
     evaluator: Evaluator | None = None,
+    decode: Decode = codec.decode,
 ) -> Peer:
     """A Peer with its merger, its compression hook (every peer decodes compressed
     gossip; it compresses when ``proto.compress`` names a compressor) and (when
     ``proto.attack`` is set) its adversary.
 
     ``evaluator``: the peer's own local data (per-class F1 of model vectors), provided
-    by the runtime's learner; required by the rules in ``EVALUATED`` (bristle)."""
+    by the runtime's learner; required by the rules in ``EVALUATED`` (bristle).
+    ``decode``: the Validator's decoder (``codec.decode``; the simulator shares a memo).
+    Received UPDATE bytes are kept for HISTORY forwarding only when the merger
+    forwards (a gossiping defense)."""
     if needs_evaluator(proto.aggregator) and evaluator is None:
         raise ConfigError(f"aggregator {proto.aggregator!r} needs the peer's evaluator")
     s = peer_seed(identity.peer_id) if seed is None else seed
@@ -84,6 +89,7 @@ def build_peer(
         flood_rate=proto.flood_rate,
         flood_burst=proto.flood_burst,
     )
+    merger = make_merger(proto, layout, s, evaluator)
     pcfg = PeerConfig(
         validation=vcfg,
         role=role,
@@ -101,12 +107,13 @@ def build_peer(
         catch_up=proto.catch_up,
         catch_up_gap=proto.catch_up_gap,
         polyak_beta=proto.effective_polyak_beta(),
+        keep_raw=merger.forwards,
         seed=s,
         feedback=spec.feedback if spec is not None else "ef",
         eta=spec.eta if spec is not None else 1.0,
         gamma=spec.gamma if spec is not None else 1.0,
     )
-    return Peer(identity, pcfg, merger=make_merger(proto, layout, s, evaluator),
+    return Peer(identity, pcfg, merger=merger,
                 adversary=make_adversary(proto, view=view, seed=s, collusion=collusion,
                                          member=member),
-                compression=CompressionHook(spec, layout, s))
+                compression=CompressionHook(spec, layout, s), decode=decode)

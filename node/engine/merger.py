@@ -64,6 +64,11 @@ class RuleMerger:
             self.defense = aggregation.make_defense(aggregator, **params)
 
     @property
+    def forwards(self) -> bool:
+        """True when the merge may name received vectors to forward (HISTORY)."""
+        return hasattr(self.defense, "take_outbox")
+
+    @property
     def fedavg(self) -> bool:
         return self.aggregator == FEDAVG
 

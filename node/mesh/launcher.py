@@ -23,6 +23,14 @@ Run files in ``out`` (the formats of ``rumor simulate``):
 - events.jsonl: every event of every peer (model vectors left out), with ``t`` (seconds
   since the launch started) and ``i`` (the peer's index), plus the launcher's own.
 - peers.json: index, PeerID, listen addresses, API URL and data dir of every peer.
+- layer_variance.csv: per round and tensor, the variance of each model's own weights and
+  of the peers' copies (rumor.node.results.layer_variance over the same models as the
+  consensus distance).
+- models/peer-XX.safetensors: every peer's final model (its last checkpoint; weights
+  only, see rumor.node.model_io), written at the end, also when the data dirs are
+  temporary.
+- launch.json while it runs: the launcher's pid and the time it started (``rumor stop``
+  reads it); removed at the end.
 - logs/worker-W.log: each worker's stderr (a restarted peer's worker: worker-W.rK.log).
 
 The Mesh never prints: it reports through ``on_notice(level, text)`` and
@@ -49,9 +57,20 @@ from typing import IO, Any
 
 import numpy as np
 
+from rumor.aggregation.layout import Layout
 from rumor.node.assembly import NodeConfig
+from rumor.node.checkpoint import CHECKPOINT_FILE, CheckpointError, read_checkpoint
 from rumor.node.identity import load_or_create_identity
-from rumor.node.results import RoundMetrics, summary, write_json, write_metrics_csv
+from rumor.node.model_io import layout_from_json, save_model
+from rumor.node.results import (
+    LayerVariance,
+    RoundMetrics,
+    layer_variance,
+    summary,
+    write_json,
+    write_layer_variance_csv,
+    write_metrics_csv,
+)
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import RumorError
 
@@ -168,6 +187,8 @@ class Metrics:
         self.peers = peers
         self.excluded = excluded
         self.rows: list[RoundMetrics] = []
+        self.layout: Layout | None = None  # the model's tensors (from a ready event)
+        self.variances: list[LayerVariance] = []
         self._reports: dict[int, dict[int, _Report]] = {}
         self._prev_sent: dict[int, tuple[int, int]] = {}
         self.next_round = 1
@@ -222,6 +243,8 @@ class Metrics:
         if vecs and len({v.shape for v in vecs}) == 1:
             x = np.stack(vecs).astype(np.float64)
             cd = float(np.sqrt(np.mean(np.sum((x - x.mean(axis=0)) ** 2, axis=1))))
+            if self.layout is not None:
+                self.variances += layer_variance(r, x, self.layout)
         else:
             cd = float("nan")
         messages = bytes_sent = 0
@@ -572,6 +595,9 @@ class Mesh:
             p.peer, p.api, p.addrs = e["peer"], e["api"], list(e["addrs"])
             p.data_dir, p.start_round, p.round = e["data_dir"], e["start_round"], e["start_round"]
             p.pid = e.get("pid")
+            if self.metrics.layout is None and e.get("layout"):
+                with contextlib.suppress(RumorError):
+                    self.metrics.layout = layout_from_json(e["layout"])
             if p.restarts:
                 self.metrics.restarted(p.index)
             p.ready = p.alive = True
@@ -584,7 +610,7 @@ class Mesh:
                 floor = self.rejoining.pop(p.index)
                 start = max(p.start_round, floor or 0)
                 p.start_round = p.round = start
-                self._send(w, {"cmd": "go", "start_round": start})
+                self._send(w, {"cmd": "go", "start_round": start, "apis": self.api_directory()})
             self._notify()
         elif kind == "started":
             p.start_round = p.round = int(e["round"])
@@ -622,6 +648,7 @@ class Mesh:
             self.on_row(m)
         if new:
             write_metrics_csv(self.out / "metrics.csv", self.metrics.rows)
+            write_layer_variance_csv(self.out / "layer_variance.csv", self.metrics.variances)
         if self.rounds is not None and self.metrics.rows and \
                 self.metrics.rows[-1].round >= self.rounds:
             self.request_stop("done")
@@ -674,8 +701,38 @@ class Mesh:
              "start_round": p.start_round, "relay": self.plans[p.index].relay}
             for p in self.peers
         ]})
+        apis = self.api_directory()
         for w in self.workers:
-            self._send(w, {"cmd": "go"})
+            self._send(w, {"cmd": "go", "apis": apis})
+
+    def api_directory(self) -> dict[str, str]:
+        """PeerID -> API URL of every peer that is up (told to the peers at ``go``)."""
+        return {p.peer: p.api for p in self.peers if p.peer and p.api}
+
+    def save_models(self) -> list[Path]:
+        """OUT/models/peer-XX.safetensors from every peer's last checkpoint (weights
+        only); peers without a readable checkpoint are named in a warning."""
+        layout = self.metrics.layout
+        if layout is None:
+            return []
+        saved: list[Path] = []
+        missing: list[str] = []
+        for p in self.peers:
+            path = self.peer_dir(p.index) / CHECKPOINT_FILE
+            if not path.is_file():
+                missing.append(f"{p.index} (no checkpoint)")
+                continue
+            try:
+                ck = read_checkpoint(path, dimension=layout[-1].stop)
+                saved.append(save_model(
+                    self.out / "models" / f"peer-{p.index:02d}.safetensors", ck.params,
+                    layout, {"peer": p.peer, "round": ck.round, "model": ck.model,
+                             "index": p.index}))
+            except (CheckpointError, OSError) as exc:
+                missing.append(f"{p.index} ({exc})")
+        if missing:
+            self.on_notice("warning", f"no final model saved for peers {', '.join(missing)}")
+        return saved
 
     def _send(self, w: Worker, cmd: dict[str, Any]) -> bool:
         if w.proc.stdin is None or w.proc.stdin.is_closing():
@@ -749,6 +806,7 @@ class Mesh:
             rejects=sum(p.rejects for p in self.peers),
             wall_time=wall,
             stopped=self.stop_reason,
+            interrupted=self.stop_reason in ("interrupted", "terminated"),
             errors=self.errors,
             **self.summary_extra(),
         )
@@ -793,6 +851,11 @@ class Mesh:
                     fut.result()
                     return
 
+        for old in (out / "models").glob("peer-*.safetensors"):  # a former run's
+            old.unlink(missing_ok=True)
+        pid_file = out / "launch.json"
+        write_json(pid_file, {"pid": os.getpid(), "started": time.time(),
+                              "swarm": self.node_cfg.swarm})
         try:
             with (out / "events.jsonl").open("w", buffering=1) as fh:
                 self.events_fh = fh
@@ -840,6 +903,12 @@ class Mesh:
             wall = time.monotonic() - t0
             data = self.build_summary(wall)
             write_json(out / "summary.json", data)
+            try:
+                self.save_models()
+            except Exception as exc:  # the run files are written; say what is missing
+                self.on_notice("warning", f"final models not saved: {type(exc).__name__}: "
+                               f"{exc}")
+            pid_file.unlink(missing_ok=True)
             if self.temp_base and not self.config.keep:
                 shutil.rmtree(self.base, ignore_errors=True)
         return MeshResult(self.metrics.rows, self.stop_reason, list(self.errors), wall, data)

@@ -107,6 +107,7 @@ from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import PeerInfo
 from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
+from multiaddr.protocols import P_P2P
 
 from rumor.node.transport.base import (
     DEFAULT_MAX_MESSAGE,
@@ -116,6 +117,13 @@ from rumor.node.transport.base import (
     Received,
     TransportEvent,
     new_frame_rejects,
+)
+from rumor.node.transport.mdns import MdnsDiscovery
+from rumor.node.transport.reachability import (
+    Reachability,
+    ReachabilityConfig,
+    is_circuit,
+    link_kind,
 )
 from rumor.protocols.errors import TransportError
 from rumor.protocols.identity import Identity
@@ -197,15 +205,18 @@ _CLOSED = _Closed()
 
 
 def _split_p2p(addr: str) -> tuple[Multiaddr, str | None]:
-    """Parse a multiaddr; return it without its /p2p part, and that part's PeerID."""
+    """Parse a multiaddr; return it without its last /p2p part, and that part's PeerID.
+
+    The *last* one: in a relay address ``.../p2p/RELAY/p2p-circuit/p2p/PEER`` the peer
+    is PEER and the rest (``.../p2p/RELAY/p2p-circuit``) is how to reach it.
+    """
     maddr = Multiaddr(addr)
     try:
-        pid = maddr.value_for_protocol("p2p")
+        pid = maddr.get_peer_id()
     except Exception:
         pid = None
-    if pid:
-        maddr = maddr.decapsulate(Multiaddr(f"/p2p/{pid}"))
-        return maddr, str(pid)
+    if pid and str(maddr).endswith(f"/p2p/{pid}"):
+        return maddr.decapsulate_code(P_P2P), str(pid)
     return maddr, None
 
 
@@ -400,6 +411,8 @@ class Libp2pTransport:
         max_inflight_total: int | None = None,
         frame_stall_timeout: float = DEFAULT_FRAME_STALL_TIMEOUT,
         min_frame_rate: float | None = DEFAULT_MIN_FRAME_RATE,
+        reachability: ReachabilityConfig | None = None,
+        mdns: bool = False,
     ) -> None:
         if max_message <= 0 or max_message > _MAX_FRAME_FIELD:
             raise ValueError("max_message must be in 1 .. 2**32-1")
@@ -447,6 +460,11 @@ class Libp2pTransport:
         self._retry_attempts = max(1, retry_attempts)
         self._backoff_base = backoff_base
         self._close_timeout = close_timeout
+        self._reach_config = reachability
+        self._reach: Reachability | None = None
+        self._mdns_enabled = mdns
+        self._mdns: MdnsDiscovery | None = None
+        self._network_snapshot: dict[str, Any] = {}
 
         # asyncio side
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -560,6 +578,11 @@ class Libp2pTransport:
         timeout = 4 * self._query_timeout + 2 * self._connect_timeout + 5
         found: list[str] = await self._call(self._discover_round, timeout)
         return found
+
+    def network_status(self) -> dict[str, Any]:
+        """Reachability (AutoNAT verdict, relay reservations, direct/relayed link per
+        neighbour) and LAN discovery, as GET /status shows them under ``network``."""
+        return dict(self._network_snapshot)
 
     def connected_peers(self) -> list[PeerId]:
         """Members currently announced with PeerConnected (a snapshot)."""
@@ -725,19 +748,33 @@ class Libp2pTransport:
         host.set_stream_handler(UPDATE_PROTOCOL, self._handle_update_stream)
         host.get_network().register_notifee(_Notifee(self))
         _release_inbound_slots_on_close(host.get_network())
-        async with host.run(listen_addrs=self._listen), background_trio_service(dht):
+        if self._reach_config is not None:
+            self._reach = Reachability(host, self._reach_config, self._reannounce)
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(host.run(listen_addrs=self._listen))
+            await stack.enter_async_context(background_trio_service(dht))
+            if self._reach is not None:
+                await stack.enter_async_context(self._reach.running())
             try:
                 async with trio.open_nursery() as nursery:
                     self._nursery = nursery
                     self._token = trio.lowlevel.current_trio_token()
+                    if self._mdns_enabled:
+                        self._mdns = MdnsDiscovery(host, self._on_lan_peer)
+                        await self._mdns.start()
                     addrs = [str(a) for a in host.get_addrs()]
                     self._post(self._started, addrs)
                     if self._discovery_interval is not None:
                         nursery.start_soon(self._discovery_loop)
+                    nursery.start_soon(self._network_status_loop)
                     await self._stop.wait()
                     nursery.cancel_scope.cancel()
             finally:
                 self._nursery = None
+                if self._mdns is not None:
+                    with trio.move_on_after(self._close_timeout) as scope:
+                        scope.shield = True
+                        await trio.to_thread.run_sync(self._mdns.stop)
                 with trio.move_on_after(self._close_timeout) as scope:
                     scope.shield = True
                     await self._close_streams()
@@ -1024,9 +1061,23 @@ class Libp2pTransport:
             self._replace_addrs(pid, maddrs)
         else:
             self._host.get_network().unblock_peer(pid)
+        direct = [m for m in maddrs if not is_circuit(m)]
+        circuits = [
+            Multiaddr(f"{m}/p2p/{peer}") for m in maddrs if is_circuit(m)
+        ] if self._reach is not None else []
         try:
+            if circuits and self._reach is not None:
+                # a peer with relay addresses is behind NAT: its own addresses would
+                # only stall us; go through the relay and let DCUtR find a direct link
+                try:
+                    with trio.fail_after(self._connect_timeout * 2):
+                        await self._reach.dial_circuit(pid, circuits)
+                    return
+                except Exception:
+                    if not direct:
+                        raise
             with trio.fail_after(self._connect_timeout):
-                await self._host.connect(PeerInfo(pid, list(maddrs)))
+                await self._host.connect(PeerInfo(pid, direct))
         except Exception:
             self.stats.dial_failures += 1
             raise
@@ -1196,6 +1247,53 @@ class Libp2pTransport:
         fails = backoff[1] + 1 if backoff is not None else 1
         delay = min(30.0, self._backoff_base * 2**fails) * random.uniform(0.5, 1.5)
         self._dial_backoff[peer] = (now + delay, fails, offered)
+
+    def _on_lan_peer(self, pid: Any, maddrs: list[Multiaddr]) -> None:
+        """mDNS found a libp2p peer on the LAN (trio side): treat it as a DHT peer.
+
+        It is dialled and put in the routing table, so the next discovery round asks it
+        for the swarm key's providers; only providers become members. No bootstrap is
+        needed when every peer of the swarm is on the LAN.
+        """
+        if self._nursery is None or str(pid) == self._id:
+            return
+
+        async def join() -> None:
+            try:
+                await self._dial(pid, maddrs)
+                await self._dht.routing_table.add_peer(pid, skip_server_mode_check=True)
+            except Exception as exc:
+                logger.debug("LAN peer %s at %s: %r", pid, maddrs, exc)
+                return
+            if self._mdns is not None:
+                self._mdns.joined.add(str(pid))
+            if self._discovery_interval is not None:
+                await self._discover_round()
+
+        self._nursery.start_soon(join)
+
+    def _reannounce(self) -> None:
+        """Our addresses changed (a relay reservation came or went): provide again soon,
+        so the swarm key's provider records carry the new /p2p-circuit address."""
+        self._last_provide = -1e18
+        if self._nursery is not None and self._discovery_interval is not None:
+            self._nursery.start_soon(self._discover_round)
+
+    async def _network_status_loop(self) -> None:
+        """Refresh what network_status() returns, every second (trio side)."""
+        while True:
+            links: dict[str, str] = {}
+            for pid, conns in list(self._host.get_network().connections.items()):
+                kind = link_kind(list(conns))
+                if kind is not None and str(pid) in self._live:
+                    links[str(pid)] = kind
+            snap: dict[str, Any] = (
+                self._reach.snapshot(links) if self._reach is not None
+                else {"reachability": "unknown", "links": links}
+            )
+            snap["mdns"] = self._mdns.snapshot() if self._mdns is not None else None
+            self._network_snapshot = snap
+            await trio.sleep(1.0)
 
     async def _close_query_connections(self) -> None:
         """Close connections DHT queries left to non-members (not bootstrap peers)."""

@@ -122,7 +122,7 @@ def test_join_exits_1_with_one_line_when_the_disk_is_full(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(runtime_mod, "save_checkpoint", disk_full)
-    argv = ["join", "--data-dir", str(tmp_path / "d"), "--swarm", SWARM, "--rounds", "3",
+    argv = ["join", "--node-dir", str(tmp_path / "d"), "--swarm", SWARM, "--rounds", "3",
             "--round-timeout", "0.5", "--aggregator", "mean", "--json"]
     t0 = time.monotonic()
     code = cli.main(argv)  # its own asyncio.run, in the main thread (signal handlers)

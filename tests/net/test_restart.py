@@ -104,7 +104,7 @@ class Mesh:
     async def join(self, name: str, *extra: str) -> JoinProc:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "rumor.scripts.cli", "join", "--json",
-            "--data-dir", str(self.tmp / name), "--bootstrap", self.bootstrap,
+            "--node-dir", str(self.tmp / name), "--bootstrap", self.bootstrap,
             "--swarm", self.swarm, "--aggregator", AGGREGATOR, "--round-timeout", "3",
             *extra,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
