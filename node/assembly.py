@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rumor.aggregation.compression import parse_spec
 from rumor.node.attacks import parse_attack
 from rumor.node.checkpoint import load_checkpoint
 from rumor.node.data import Dataset, load_dataset, split_indices
@@ -55,6 +56,7 @@ class NodeConfig:
     holds_data: bool = True  # False: a relay-only peer (trains on nothing)
     topology_imposed: bool = False  # the neighbours are a scenario's graph (real mode)
     polyak_beta: float | None = None  # None: 0.99 for monna, else plain SGD
+    compress: str | None = None  # compressed gossip spec (rumor.aggregation.compression)
 
     def protocol(self) -> ProtocolConfig:
         """This peer's ProtocolConfig: the one set of defaults, the real mesh's named
@@ -65,7 +67,7 @@ class NodeConfig:
             swarm=self.swarm, aggregator=self.aggregator, f=self.f, rounds=self.rounds,
             round_timeout=self.round_timeout, min_updates=self.min_updates,
             fanout=self.fanout, max_lag=self.max_lag, attack=self.attack,
-            polyak_beta=self.polyak_beta, sign=True,
+            polyak_beta=self.polyak_beta, sign=True, compress=self.compress,
         )
         return for_runtime(base, "real-topology" if self.topology_imposed else "real",
                            explicit)
@@ -83,6 +85,7 @@ class NodeConfig:
             raise ConfigError(str(exc)) from None
         if self.attack is not None:
             parse_attack(self.attack)
+        parse_spec(self.compress)
 
 
 @functools.lru_cache(maxsize=4)

@@ -42,6 +42,7 @@ class ProtocolConfig:
     polyak_beta: float | None = None  # None: MONNA_BETA for "monna", else plain SGD
     max_abs: float = 1e6  # a merge result with |x| above this is not adopted
     attack: str | None = None  # this peer is Byzantine with this attack spec
+    compress: str | None = None  # compressed gossip spec ("topk:ratio=0.01,feedback=ef")
 
     def effective_polyak_beta(self) -> float | None:
         if self.polyak_beta is not None:

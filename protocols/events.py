@@ -155,7 +155,8 @@ class Merge:
 
     ``forwarded``: relayed vectors for defenses that use them (never merged as updates).
     ``catch_up_to``: this merge adopts neighbours' STATE models and the peer continues
-    at that round (a rejoining peer that fell behind).
+    at that round (a rejoining peer that fell behind). ``step``: the merged model is
+    own + step (rule(...) - own) (Choco's consensus step gamma of compressed gossip).
     """
 
     round: int
@@ -163,6 +164,7 @@ class Merge:
     timed_out: bool = False
     forwarded: tuple[Relay, ...] = ()
     catch_up_to: int | None = None
+    step: float = 1.0
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,7 @@ def node_config_for(cfg: SimulationConfig, swarm: str, holders: int) -> NodeConf
         "fanout": cfg.fanout,
         "topology_imposed": True,  # min_updates / fanout None: all graph neighbours
         "polyak_beta": cfg.polyak_beta,
+        "compress": cfg.compress,
     }
     if cfg.rule_params and "rule_params" in _NODE_FIELDS:
         values["rule_params"] = dict(cfg.rule_params)
