@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rumor.aggregation.compression import parse_spec
 from rumor.node.attacks import parse_attack
 from rumor.node.checkpoint import load_checkpoint
 from rumor.node.data import Dataset, load_dataset, split_indices
@@ -60,6 +61,7 @@ class NodeConfig:
     gossip_steps: int = 1
     final_merge: int = 0
     optimizer: str = "sgd"  # sgd | sam[:rho=R] (rumor.node.optimizers)
+    compress: str | None = None  # compressed gossip spec (rumor.aggregation.compression)
 
     def protocol(self) -> ProtocolConfig:
         """This peer's ProtocolConfig: the one set of defaults, the real mesh's named
@@ -72,6 +74,7 @@ class NodeConfig:
             fanout=self.fanout, max_lag=self.max_lag, attack=self.attack,
             polyak_beta=self.polyak_beta, sign=True, schedule=self.schedule,
             gossip_steps=self.gossip_steps, final_merge=self.final_merge,
+            compress=self.compress,
         )
         return for_runtime(base, "real-topology" if self.topology_imposed else "real",
                            explicit)
@@ -91,6 +94,7 @@ class NodeConfig:
             parse_attack(self.attack)
         parse_optimizer(self.optimizer)
         self.protocol().plan()  # ConfigError on a bad schedule, or one that needs --rounds
+        parse_spec(self.compress)
 
 
 @functools.lru_cache(maxsize=4)

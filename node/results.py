@@ -194,3 +194,23 @@ def final_merge_report(rows: list[RoundMetrics], final_rounds: int) -> dict[str,
 
 def as_dict(m: RoundMetrics) -> dict[str, Any]:
     return asdict(m)
+
+
+def cumulative_mb(rows: list[RoundMetrics]) -> list[float]:
+    """Bytes sent up to and including each round, in MB (10**6 bytes)."""
+    out, total = [], 0
+    for r in rows:
+        total += r.bytes_sent
+        out.append(total / 1e6)
+    return out
+
+
+def bytes_to_accuracy(rows: list[RoundMetrics], target: float) -> int | None:
+    """Cumulative bytes sent when the mean accuracy first reached ``target`` (None:
+    never)."""
+    total = 0
+    for r in rows:
+        total += r.bytes_sent
+        if r.acc_mean >= target:
+            return total
+    return None

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rumor import aggregation
+from rumor.aggregation.compression import parse_spec
 from rumor.aggregation.layout import Layout
 from rumor.node.attacks import (
     AttackSpec,
@@ -126,6 +127,7 @@ class SimulationConfig:
     timeline: tuple[TimelineEvent, ...] = ()
     rule_params: dict[str, Any] = field(default_factory=dict)
     polyak_beta: float | None = None  # persistent Polyak momentum; "monna" defaults to 0.99
+    compress: str | None = None  # compressed gossip, e.g. "topk:ratio=0.01,feedback=ef"
     # mode = "modest": every peer is a rumor.protocols.modest_peer.ModestPeer (sampled
     # rounds; the topology is who knows whom, "complete" for full membership); ``rounds``
     # caps the aggregated rounds, ``duration`` (virtual s, any protocol) stops the clock.
@@ -170,6 +172,7 @@ class SimulationConfig:
             fanout=self.fanout, polyak_beta=self.polyak_beta, attack=attack,
             schedule=self.schedule, gossip_steps=self.gossip_steps,
             final_merge=self.final_merge,
+            compress=self.compress,
         )
         return for_runtime(base, "sim", explicit=frozenset({"sign"}) if self.sign else
                            frozenset())
@@ -177,8 +180,11 @@ class SimulationConfig:
     def validate(self) -> None:
         if self.mode not in ("gossip", "modest"):
             raise ConfigError(f"mode must be 'gossip' or 'modest', got {self.mode!r}")
+        spec = parse_spec(self.compress)
         if self.mode == "modest":
             self.modest_settings().validate()
+            if spec is not None:
+                raise ConfigError("mode 'modest' does not take --compress (gossip only)")
             if self.sybils:
                 raise ConfigError("mode 'modest' does not take sybils")
         if self.duration is not None and not self.duration > 0:

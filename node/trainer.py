@@ -152,7 +152,8 @@ def _holds_module(method: _F) -> _F:
     duration of a call, so two threads using it at once (the real node trains in a
     worker thread while its engine thread evaluates a merge) see each other's tensors:
     training then fails with "One of the differentiated Tensors does not require grad"
-    (seen on the NAT test's peers, tests/net/test_nat.py).
+    (seen on the NAT test's peers, and for a catch-up training started while the
+    previous round's training was still in flight).
     """
 
     @functools.wraps(method)
@@ -200,12 +201,6 @@ class BatchedTrainer:
         self.input_shape = tuple(int(s) for s in input_shape)
         self.num_classes = num_classes
         self.module = build_model(model_name, self.input_shape, num_classes, dataset)
-        # functional_call swaps the given tensors into self.module for the call, so two
-        # threads using one Trainer at once (a peer evaluating a merge while a training
-        # runs, or a training for the round a catch-up jumped to while the old one is
-        # still in flight) saw each other's tensors: "One of the differentiated Tensors
-        # does not require grad". Every use of the module holds this lock.
-        self._module_lock = threading.RLock()
         if list(self.module.buffers()):
             raise ConfigError(f"model {model_name!r} has buffers; batched training needs none")
         if tuple(dataset.input_shape) != self.input_shape:
@@ -376,7 +371,7 @@ class BatchedTrainer:
         bufs = self._views(torch.zeros_like(w)) if self.momentum else None
         pbufs = self._views(polyak_buf) if polyak_buf is not None else None
         pbeta = 0.0 if polyak_beta is None else float(polyak_beta)
-        with self._module_lock, torch.no_grad():
+        with torch.no_grad():
             for s in range(steps):
                 idx = sched[:, s]
                 xb = self.x_train[idx]
@@ -460,7 +455,7 @@ class BatchedTrainer:
         p_total, n = w_all.shape[0], x.shape[0]
         out = torch.empty((p_total, n), dtype=torch.int64)
         chunk = chunk_size or (self.chunk_size if self.use_vmap else 1)
-        with self._module_lock, torch.no_grad():
+        with torch.no_grad():
             for c0 in range(0, p_total, chunk):
                 w = w_all[c0:c0 + chunk].contiguous()
                 views = self._views(w)

@@ -57,6 +57,7 @@ class ProtocolConfig:
     def protocol_rounds(self) -> int | None:
         """Protocol rounds in all (metrics rows): ``rounds`` unless a plan adds some."""
         return self.plan().total
+    compress: str | None = None  # compressed gossip spec ("topk:ratio=0.01,feedback=ef")
 
     def effective_polyak_beta(self) -> float | None:
         if self.polyak_beta is not None:

@@ -159,7 +159,8 @@ class Merge:
 
     ``forwarded``: relayed vectors for defenses that use them (never merged as updates).
     ``catch_up_to``: this merge adopts neighbours' STATE models and the peer continues
-    at that round (a rejoining peer that fell behind).
+    at that round (a rejoining peer that fell behind). ``step``: the merged model is
+    own + step (rule(...) - own) (Choco's consensus step gamma of compressed gossip).
     ``local``: a round without communication (the schedule's): nothing was exchanged,
     the runtime keeps its own model (no merger call; ``updates`` is empty).
     ``final``: a final-merge step: the merger takes the plain mean of own and updates.
@@ -172,6 +173,7 @@ class Merge:
     catch_up_to: int | None = None
     local: bool = False
     final: bool = False
+    step: float = 1.0
 
 
 @dataclass(frozen=True)

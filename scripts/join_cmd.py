@@ -35,6 +35,7 @@ from rumor.scripts.options import (
     add_config_flag,
     announce_multiaddr,
     attack_spec,
+    compress_help,
     existing_file,
     listen_multiaddr,
     nonneg_int,
@@ -121,6 +122,8 @@ def _bootstrap_list(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if compress_help(args):
+        return 0
     return asyncio.run(_run(args))
 
 

@@ -40,6 +40,7 @@ from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
     add_config_flag,
     attack_spec,
+    compress_help,
     launch_placement,
     nonneg_int,
     port_base,
@@ -190,6 +191,8 @@ def eta_text(mesh: Mesh) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if compress_help(args):
+        return 0
     return asyncio.run(_run(args))
 
 

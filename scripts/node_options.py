@@ -9,7 +9,9 @@ from typing import Any
 from rumor.node.assembly import NodeConfig
 from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
+    COMPRESS_HELP,
     aggregator_flag,
+    compress_spec,
     dataset_name,
     dir_path,
     model_name,
@@ -52,6 +54,8 @@ def add_node_flags(p: Any) -> None:
     g.add_argument("--fanout", type=positive_int, default=8,
                    help="push each update to this many random neighbours")
     add_comm_flags(p)
+    g.add_argument("--compress", type=compress_spec, default=None, metavar="NAME[:k=v,...]",
+                   help=COMPRESS_HELP)
 
 
 def node_config(args: argparse.Namespace, *, shard: int | None, rounds: int | None) -> NodeConfig:
@@ -74,4 +78,5 @@ def node_config(args: argparse.Namespace, *, shard: int | None, rounds: int | No
         min_updates=args.min_updates,
         fanout=args.fanout,
         **comm_values(args),
+        compress=None if args.compress in (None, "none") else args.compress,
     )

@@ -280,9 +280,35 @@ def _optimizer(text: str) -> object:
     return parse_optimizer(text)
 
 
-topology_spec = _via(_topology)
 schedule_spec = _via(_schedule)
 optimizer_spec = _via(_optimizer)
+
+
+def _compress(text: str) -> object:
+    from rumor.aggregation.compression import parse_spec
+
+    return None if text == "help" else parse_spec(text)
+
+
+def compress_help(args: argparse.Namespace) -> bool:
+    """True (after printing the listing) when ``--compress help`` was asked for."""
+    values = getattr(args, "compress", None)
+    values = values if isinstance(values, list) else [values]
+    if "help" not in values:
+        return False
+    from rumor.aggregation.compression import describe
+
+    print(describe())
+    return True
+
+
+COMPRESS_HELP = ("compressed gossip NAME[:k=v,...]: topk | randk | qsgd | int8 | powersgd "
+                 "(+ feedback=none|ef|econtrol, eta=, gamma=), e.g. "
+                 "topk:ratio=0.01,feedback=econtrol,eta=0.5; 'help' lists them; "
+                 "default none")
+
+topology_spec = _via(_topology)
+compress_spec = _via(_compress)
 placement_spec = _via(_placement)
 launch_placement = _via(_launch_placement)
 split_spec = _via(_split)

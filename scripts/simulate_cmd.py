@@ -12,10 +12,13 @@ from rumor.node.results import MetricsAppender, RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
 from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
+    COMPRESS_HELP,
     DEFAULT_TOPOLOGY,
     add_config_flag,
     aggregator_flag,
     attack_spec,
+    compress_help,
+    compress_spec,
     dataset_dir_flags,
     dataset_name,
     default_topology,
@@ -93,6 +96,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--test-subset", type=positive_int, default=None,
                    help="evaluate on a seeded subset of this many test samples (default: "
                    "the whole test set)")
+    p.add_argument("--compress", type=compress_spec, default=None, metavar="NAME[:k=v,...]",
+                   help=COMPRESS_HELP)
     p.add_argument("--sign", action="store_true",
                    help="sign and verify every message (slower; always on in real mode)")
     dataset_dir_flags(p)
@@ -135,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         sybils=args.sybils,
         relay_fraction=args.relay_fraction,
         **comm_values(args),
+        compress=None if args.compress in (None, "none") else args.compress,
     )
 
 
@@ -153,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
     """Run, showing progress (ETA once a round is done); metrics.csv grows a line per
     round. Ctrl-C stops it: what was done is written (summary.json has
     ``"interrupted": true``) and the exit code is 130."""
+    if compress_help(args):
+        return 0
     cfg = config_from_args(args)
     console = make_console()
     out: Path = args.out

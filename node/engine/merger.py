@@ -11,6 +11,8 @@ with three guarantees on top of the rule:
   ``small_view`` event (counted by the runtime); a run never aborts on it;
 - poison through overflow is not adopted: if x_new holds NaN/Inf or |x| > max_abs,
   the previous model is kept and the outcome is ``rejected``;
+- a ``step`` below 1 (compressed gossip's gamma) moves only that far:
+  x_new = own + step (x_rule - own);
 - gossiping defenses (SybilWall) get the relayed vectors before the merge and their
   picks to forward come back as ``forward``.
 
@@ -107,6 +109,8 @@ class RuleMerger:
             forward = tuple(Relay(x.origin, x.round, x.hops) for x in take())
         if out is None:
             return MergeOutcome(own_t.numpy().copy(), forward, True, tuple(events))
+        if cmd.step != 1.0:  # Choco's consensus step (compressed gossip)
+            out = own_t + cmd.step * (out.to(torch.float32) - own_t)
         return self._guard(out, own_t, forward, events, cmd.round)
 
     def _guard(self, out: torch.Tensor, own_t: torch.Tensor, forward: tuple[Relay, ...],

@@ -154,6 +154,7 @@ def node_config_for(cfg: SimulationConfig, swarm: str, holders: int) -> NodeConf
         "polyak_beta": cfg.polyak_beta,
         "schedule": cfg.schedule, "gossip_steps": cfg.gossip_steps,
         "final_merge": cfg.final_merge, "optimizer": cfg.optimizer,
+        "compress": cfg.compress,
     }
     if cfg.rule_params and "rule_params" in _NODE_FIELDS:
         values["rule_params"] = dict(cfg.rule_params)
