@@ -23,6 +23,7 @@ from rumor.node.engine import build_peer, data_label_map, needs_evaluator
 from rumor.node.learner import Learner, LearnerConfig
 from rumor.node.merging import FEDAVG, resolve_rule
 from rumor.node.models import init_params
+from rumor.node.optimizers import parse_optimizer
 from rumor.node.runtime import EventSink, NodeRuntime
 from rumor.node.transport.base import Transport
 from rumor.protocols.config import ProtocolConfig, for_runtime
@@ -56,6 +57,10 @@ class NodeConfig:
     holds_data: bool = True  # False: a relay-only peer (trains on nothing)
     topology_imposed: bool = False  # the neighbours are a scenario's graph (real mode)
     polyak_beta: float | None = None  # None: 0.99 for monna, else plain SGD
+    schedule: str = "constant"  # the round plan (rumor.protocols.schedule)
+    gossip_steps: int = 1
+    final_merge: int = 0
+    optimizer: str = "sgd"  # sgd | sam[:rho=R] (rumor.node.optimizers)
     compress: str | None = None  # compressed gossip spec (rumor.aggregation.compression)
 
     def protocol(self) -> ProtocolConfig:
@@ -67,7 +72,9 @@ class NodeConfig:
             swarm=self.swarm, aggregator=self.aggregator, f=self.f, rounds=self.rounds,
             round_timeout=self.round_timeout, min_updates=self.min_updates,
             fanout=self.fanout, max_lag=self.max_lag, attack=self.attack,
-            polyak_beta=self.polyak_beta, sign=True, compress=self.compress,
+            polyak_beta=self.polyak_beta, sign=True, schedule=self.schedule,
+            gossip_steps=self.gossip_steps, final_merge=self.final_merge,
+            compress=self.compress,
         )
         return for_runtime(base, "real-topology" if self.topology_imposed else "real",
                            explicit)
@@ -85,6 +92,8 @@ class NodeConfig:
             raise ConfigError(str(exc)) from None
         if self.attack is not None:
             parse_attack(self.attack)
+        parse_optimizer(self.optimizer)
+        self.protocol().plan()  # ConfigError on a bad schedule, or one that needs --rounds
         parse_spec(self.compress)
 
 
@@ -138,6 +147,7 @@ def build_runtime(
             f=config.f,
             seed=peer_seed,
             label_map=data_label_map(spec, dataset.num_classes),
+            optimizer=config.optimizer,
         ),
         dataset,
         indices,

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rumor.node.merging import FEDAVG
 from rumor.node.results import RoundMetrics
 from rumor.node.simulation import RoundCallback, Simulation, SimulationConfig
 
@@ -70,8 +71,11 @@ def compare_configs(base: SimulationConfig, peers: Sequence[int],
                     aggregators: Sequence[str],
                     compressors: Sequence[str | None] = (None,)) -> list[SimulationConfig]:
     """``base`` for every peer count x aggregator x compressor (peer count outermost;
-    ``None`` or ``"none"``: uncompressed); ConfigError on the first invalid one."""
-    cfgs = [dataclasses.replace(base, peers=p, aggregator=a,
+    ``None`` or ``"none"``: uncompressed); ConfigError on the first invalid one. FedAvg
+    runs drop the round plan (schedule, gossip steps, final merge: a server has none)
+    and stay the plain baseline."""
+    plain = dataclasses.replace(base, schedule="constant", gossip_steps=1, final_merge=0)
+    cfgs = [dataclasses.replace(plain if a == FEDAVG else base, peers=p, aggregator=a,
                                 compress=None if c in (None, "none") else c)
             for p in peers for a in aggregators for c in compressors]
     for cfg in cfgs:  # fail fast on bad names before hours of compute

@@ -92,6 +92,7 @@ from rumor.protocols.messages import (
     RecordBody,
     TensorPayload,
 )
+from rumor.protocols.schedule import RoundPlan, Step
 from rumor.protocols.validation import Decode, ValidationConfig, Validator
 
 #: rounds the wire can carry (the codec refuses 2**63 and above)
@@ -148,6 +149,9 @@ class PeerConfig:
     max_relays: int = 1024
     keep_raw: bool = True  # keep received UPDATE bytes for HISTORY forwarding
     seed: int = 0
+    schedule: str = "constant"  # rumor.protocols.schedule: ``rounds`` counts training
+    gossip_steps: int = 1       # rounds; the plan adds mixing and final-merge rounds
+    final_merge: int = 0
     feedback: str = "ef"  # compressed gossip: none | ef | econtrol (rumor.protocols.choco)
     eta: float = 1.0  # EControl's feedback strength
     gamma: float = 1.0  # consensus step of a compressing peer's merge
@@ -168,6 +172,11 @@ class Peer:
     ) -> None:
         if config.role is Role.CLIENT and config.server is None:
             raise ValueError("a FedAvg client needs the server's PeerID")
+        self.plan = RoundPlan(config.schedule, config.rounds, config.gossip_steps,
+                              config.final_merge)
+        if config.role is not Role.GOSSIP and not self.plan.trivial:
+            raise ValueError("schedules, gossip steps and final merges are for gossip peers")
+        self.last_round = self.plan.total  # protocol rounds in all (None: no end)
         self.identity = identity
         self.peer_id = identity.peer_id
         self.config = config
@@ -241,7 +250,7 @@ class Peer:
             raise ValueError(f"start round {ev.round} is outside [0, 2**63)")
         self.round = ev.round
         self._seq = max(self._seq, ev.seq)
-        if self.config.rounds is not None and self.round >= self.config.rounds:
+        if self.last_round is not None and self.round >= self.last_round:
             self.phase = Phase.DONE
             return [Finished(self.round)]
         out: list[Command] = []
@@ -252,14 +261,27 @@ class Peer:
         self.phase = Phase.TRAINING
         return [*out, self._start_training()]
 
+    @property
+    def step(self) -> Step:
+        """What this protocol round does (its round plan's Step)."""
+        return self.plan.step(self.round)
+
     def _start_training(self) -> StartTraining:
-        return StartTraining(self.round, TrainingHints(polyak_beta=self.config.polyak_beta))
+        # a mixing or final-merge step "trains" for 0 steps: the runtime answers with its
+        # current model, which then goes out like a trained one
+        return StartTraining(self.round, TrainingHints(
+            polyak_beta=self.config.polyak_beta,
+            local_steps=None if self.step.train else 0))
 
     def _on_trained(self, ev: TrainingDone) -> list[Command]:
         if self.phase is not Phase.TRAINING or ev.round != self.round:
             return [Log("unexpected_training_done", {"round": ev.round, "phase": self.phase})]
         base = ev.base if ev.base is not None else self.model
         self.model = ev.vector
+        if not self.step.communicate:  # the schedule's silent round: train locally only
+            self.phase = Phase.MERGING
+            self._deadline = None
+            return [Merge(self.round, (), local=True)]
         sent = ev.vector
         if self.adversary is not None:
             sent = self.adversary.craft(
@@ -514,8 +536,8 @@ class Peer:
         target = statistics.median_low(u.round for u in self._states.values())
         if target < self.round + self.config.catch_up_gap:
             return []
-        if self.config.rounds is not None:
-            target = min(target, self.config.rounds)
+        if self.last_round is not None:
+            target = min(target, self.last_round)
         used = tuple(sorted((u for u in self._states.values() if u.round >= target),
                             key=lambda u: u.sender))
         self._states.clear()
@@ -626,7 +648,8 @@ class Peer:
         out: list[Command] = []
         if timed_out:
             out.append(Log("round_timeout", {"round": self.round, "received": len(used)}))
-        out.append(Merge(self.round, used, timed_out, forwarded=relays, step=step))
+        out.append(Merge(self.round, used, timed_out, forwarded=relays, step=step,
+                         final=self.step.final))
         return out
 
     def _advance(self, now: float) -> list[Command]:
@@ -635,7 +658,7 @@ class Peer:
 
     def _resume(self, now: float) -> list[Command]:
         self._deadline = None
-        if self.config.rounds is not None and self.round >= self.config.rounds:
+        if self.last_round is not None and self.round >= self.last_round:
             self.phase = Phase.DONE
             return [Finished(self.round)]
         if self.config.role is Role.SERVER:

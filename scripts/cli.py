@@ -16,6 +16,7 @@ from typing import Any
 from rumor.protocols.errors import ConfigError, RumorError
 from rumor.scripts import (
     bristle_cmd,
+    comm_cmd,
     compare_cmd,
     dashboard_cmd,
     data_cmd,
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     stop_cmd.add_parser(sub)
     export_cmd.add_parser(sub)
     dashboard_cmd.add_parser(sub)
+    comm_cmd.add_parser(sub)
     return parser
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from rumor.node.compare import compare_configs, run_compare
 from rumor.node.results import RoundMetrics, bytes_to_accuracy, cumulative_mb
 from rumor.node.simulation import RoundCallback, SimulationConfig
+from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
     COMPRESS_HELP,
     DEFAULT_TOPOLOGY,
@@ -84,6 +85,7 @@ def add_parser(sub: Any) -> None:
     dataset_dir_flags(p)
     p.add_argument("--out", type=writable_dir, default=Path("runs/compare"),
                    help="output directory: OUT/<peers>p-<aggregator>/, table.md, accuracy.png")
+    add_comm_flags(p)
     p.set_defaults(func=run)
 
 
@@ -230,7 +232,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, lr=args.lr, batch_size=args.batch_size,
         local_epochs=args.local_epochs, eval_peers=args.eval_peers, seed=args.seed,
         test_subset=args.test_subset, init=args.init,
-        data_dir=args.dataset_dir,
+        data_dir=args.dataset_dir, **comm_values(args),
     )
     cfgs = compare_configs(base, args.peers, args.aggregators, args.compress)
     if args.topology is None:  # the default that fits each peer count
@@ -241,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
         def on_start(cfg: SimulationConfig) -> RoundCallback:
             task = progress.add_task(f"{cfg.peers} peers {cfg.aggregator} "
                                      f"{cfg.compress or ''}".rstrip(),
-                                     total=cfg.rounds, acc=0.0)
+                                     total=cfg.protocol_rounds, acc=0.0)
 
             def on_round(m: RoundMetrics) -> None:
                 progress.update(task, completed=m.round, acc=m.acc_mean)

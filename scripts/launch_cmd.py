@@ -144,7 +144,7 @@ def mesh_config(args: argparse.Namespace) -> MeshConfig:
         base=args.base_dir,
         keep=args.keep,
         per_process=args.per_process,
-        rounds=args.rounds,
+        rounds=node.protocol().protocol_rounds(),  # metrics rows: the plan adds some
         bootstrap_port=args.bootstrap_port,
         api_port_base=args.api_port_base,
         discovery_interval=args.discovery_interval,

@@ -268,6 +268,22 @@ def _launch_placement(text: str) -> object:
     return text
 
 
+def _schedule(text: str) -> object:
+    from rumor.protocols.schedule import parse_schedule
+
+    return parse_schedule(text)
+
+
+def _optimizer(text: str) -> object:
+    from rumor.node.optimizers import parse_optimizer
+
+    return parse_optimizer(text)
+
+
+schedule_spec = _via(_schedule)
+optimizer_spec = _via(_optimizer)
+
+
 def _compress(text: str) -> object:
     from rumor.aggregation.compression import parse_spec
 

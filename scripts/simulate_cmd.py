@@ -10,6 +10,7 @@ from typing import Any
 
 from rumor.node.results import MetricsAppender, RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
+from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
     COMPRESS_HELP,
     DEFAULT_TOPOLOGY,
@@ -103,6 +104,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--out", type=writable_dir, default=Path("runs/simulate"),
                    help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_comm_flags(p)
     add_config_flag(p)
     p.set_defaults(func=run)
 
@@ -137,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         placement=args.placement,
         sybils=args.sybils,
         relay_fraction=args.relay_fraction,
+        **comm_values(args),
         compress=None if args.compress in (None, "none") else args.compress,
     )
 
@@ -169,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with round_progress(console, "acc {task.fields[acc]:.3f}", label="[bold]simulate",
                             disable=args.quiet) as progress:
-            task = progress.add_task("rounds", total=cfg.rounds, acc=0.0)
+            task = progress.add_task("rounds", total=cfg.protocol_rounds, acc=0.0)
 
             def on_round(m: RoundMetrics) -> None:
                 live_csv.add(m)
@@ -185,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     summary = write_run(out, sim, rows, interrupted=interrupted, wall_time=round(wall, 3))
     if interrupted:
-        console.print(f"interrupted after {len(rows)} of {cfg.rounds} rounds; partial "
+        console.print(f"interrupted after {len(rows)} of {cfg.protocol_rounds} rounds; partial "
                       f"results -> {out}", soft_wrap=True, markup=False, highlight=False)
         return 130
     last = rows[-1] if rows else None

@@ -66,6 +66,7 @@ from rumor.node.model_io import layout_from_json, save_model
 from rumor.node.results import (
     LayerVariance,
     RoundMetrics,
+    final_merge_report,
     layer_variance,
     summary,
     write_json,
@@ -819,8 +820,15 @@ class Mesh:
             stopped=self.stop_reason,
             interrupted=self.stop_reason in ("interrupted", "terminated"),
             errors=self.errors,
+            **self._comm_report(),
             **self.summary_extra(),
         )
+
+    def _comm_report(self) -> dict[str, Any]:
+        """summary.json's ``plan`` and ``final_merge`` (as the simulator writes them)."""
+        proto = self.node_cfg.protocol()
+        return {"plan": proto.plan().describe(),
+                "final_merge": final_merge_report(self.metrics.rows, proto.final_merge)}
 
     # ------------------------------------------------------------------ the run
     async def run(
