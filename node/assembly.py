@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rumor.aggregation.compression import parse_spec
 from rumor.node.attacks import parse_attack
 from rumor.node.checkpoint import load_checkpoint
 from rumor.node.data import Dataset, load_dataset, split_indices
@@ -22,6 +23,7 @@ from rumor.node.engine import build_peer, data_label_map, needs_evaluator
 from rumor.node.learner import Learner, LearnerConfig
 from rumor.node.merging import FEDAVG, resolve_rule
 from rumor.node.models import init_params
+from rumor.node.optimizers import parse_optimizer
 from rumor.node.runtime import EventSink, NodeRuntime
 from rumor.node.transport.base import Transport
 from rumor.protocols.config import ProtocolConfig, for_runtime
@@ -55,6 +57,11 @@ class NodeConfig:
     holds_data: bool = True  # False: a relay-only peer (trains on nothing)
     topology_imposed: bool = False  # the neighbours are a scenario's graph (real mode)
     polyak_beta: float | None = None  # None: 0.99 for monna, else plain SGD
+    schedule: str = "constant"  # the round plan (rumor.protocols.schedule)
+    gossip_steps: int = 1
+    final_merge: int = 0
+    optimizer: str = "sgd"  # sgd | sam[:rho=R] (rumor.node.optimizers)
+    compress: str | None = None  # compressed gossip spec (rumor.aggregation.compression)
 
     def protocol(self) -> ProtocolConfig:
         """This peer's ProtocolConfig: the one set of defaults, the real mesh's named
@@ -65,7 +72,9 @@ class NodeConfig:
             swarm=self.swarm, aggregator=self.aggregator, f=self.f, rounds=self.rounds,
             round_timeout=self.round_timeout, min_updates=self.min_updates,
             fanout=self.fanout, max_lag=self.max_lag, attack=self.attack,
-            polyak_beta=self.polyak_beta, sign=True,
+            polyak_beta=self.polyak_beta, sign=True, schedule=self.schedule,
+            gossip_steps=self.gossip_steps, final_merge=self.final_merge,
+            compress=self.compress,
         )
         return for_runtime(base, "real-topology" if self.topology_imposed else "real",
                            explicit)
@@ -83,6 +92,9 @@ class NodeConfig:
             raise ConfigError(str(exc)) from None
         if self.attack is not None:
             parse_attack(self.attack)
+        parse_optimizer(self.optimizer)
+        self.protocol().plan()  # ConfigError on a bad schedule, or one that needs --rounds
+        parse_spec(self.compress)
 
 
 @functools.lru_cache(maxsize=4)
@@ -135,6 +147,7 @@ def build_runtime(
             f=config.f,
             seed=peer_seed,
             label_map=data_label_map(spec, dataset.num_classes),
+            optimizer=config.optimizer,
         ),
         dataset,
         indices,

@@ -17,6 +17,7 @@ import torch
 
 from rumor.node.data import Dataset
 from rumor.node.engine.evaluator import VAL_SIZE, LocalEvaluator
+from rumor.node.optimizers import parse_optimizer
 from rumor.node.trainer import BatchedTrainer
 from rumor.protocols.events import TrainingHints
 
@@ -32,6 +33,7 @@ class LearnerConfig:
     seed: int = 0
     rule_params: dict[str, Any] = field(default_factory=dict)
     label_map: dict[int, int] | None = None  # a label-flipping attacker's relabelling
+    optimizer: str = "sgd"  # sgd | sam[:rho=R] (rumor.node.optimizers)
 
 
 class Learner:
@@ -57,6 +59,7 @@ class Learner:
             lr=config.lr,
             batch_size=config.batch_size,
             local_epochs=config.local_epochs,
+            sam_rho=parse_optimizer(config.optimizer).sam_rho,
         )
         self.params = params.detach().to(torch.float32).clone()
         self.momentum: torch.Tensor | None = None  # persistent Polyak momentum (MoNNA)
@@ -73,7 +76,8 @@ class Learner:
     def train(self, round_: int, hints: TrainingHints | None = None
               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """(base, trained): one round of local SGD from the current model. The model
-        is not replaced: the runtime adopts ``trained`` once the Peer accepts it."""
+        is not replaced: the runtime adopts ``trained`` once the Peer accepts it.
+        ``hints.local_steps == 0`` (a mixing step): trained is the current model."""
         base = self.params.clone()
         beta = hints.polyak_beta if hints is not None else None
         if beta is not None and self.momentum is None:
@@ -83,7 +87,8 @@ class Learner:
             [self.indices],
             seed=self.config.seed,
             round=round_,
-            steps=self.trainer.steps_per_round([len(self.indices)]),
+            steps=hints.local_steps if hints is not None and hints.local_steps is not None
+            else self.trainer.steps_per_round([len(self.indices)]),
             label_maps={0: self.config.label_map} if self.config.label_map else None,
             momentum_state=self.momentum if beta is not None else None,
             polyak_beta=beta,

@@ -173,5 +173,44 @@ def summary(rows: list[RoundMetrics], config: dict[str, Any], **extra: Any) -> d
     }
 
 
+def final_merge_report(rows: list[RoundMetrics], final_rounds: int) -> dict[str, Any] | None:
+    """What the final merge did (summary.json ``final_merge``): accuracy and consensus
+    distance at the end of training (the row before the ``final_rounds`` averaging rows)
+    and after them, with the rounds and bytes the averaging cost. None without one or
+    when the run did not get that far."""
+    if final_rounds <= 0 or len(rows) <= final_rounds:
+        return None
+    before, after = rows[-final_rounds - 1], rows[-1]
+    return {
+        "rounds": final_rounds,
+        "method": "gossip averaging (plain mean of own + neighbours' models)",
+        "acc_before": before.acc_mean, "acc_after": after.acc_mean,
+        "acc_min_after": after.acc_min, "acc_max_after": after.acc_max,
+        "consensus_before": before.consensus_distance,
+        "consensus_after": after.consensus_distance,
+        "bytes": sum(r.bytes_sent for r in rows[-final_rounds:]),
+    }
+
+
 def as_dict(m: RoundMetrics) -> dict[str, Any]:
     return asdict(m)
+
+
+def cumulative_mb(rows: list[RoundMetrics]) -> list[float]:
+    """Bytes sent up to and including each round, in MB (10**6 bytes)."""
+    out, total = [], 0
+    for r in rows:
+        total += r.bytes_sent
+        out.append(total / 1e6)
+    return out
+
+
+def bytes_to_accuracy(rows: list[RoundMetrics], target: float) -> int | None:
+    """Cumulative bytes sent when the mean accuracy first reached ``target`` (None:
+    never)."""
+    total = 0
+    for r in rows:
+        total += r.bytes_sent
+        if r.acc_mean >= target:
+            return total
+    return None

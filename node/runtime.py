@@ -361,6 +361,7 @@ class NodeRuntime:
             "senders": sorted({u.sender for u in merge.updates}) if merge is not None else [],
             "timed_out": merge.timed_out if merge is not None else False,
             "catch_up_to": merge.catch_up_to if merge is not None else None,
+            "final_merge": merge.final if merge is not None else False,
             "neighbours": len(p.neighbours),
             "messages_sent": self.messages_sent,
             "bytes_sent": self.bytes_sent,

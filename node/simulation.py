@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from rumor import aggregation
+from rumor.aggregation.compression import parse_spec
 from rumor.aggregation.layout import Layout
 from rumor.node.attacks import (
     AttackSpec,
@@ -50,7 +51,8 @@ from rumor.node.engine import (
 )
 from rumor.node.merging import FEDAVG
 from rumor.node.models import init_params
-from rumor.node.results import LayerVariance, RoundMetrics, layer_variance
+from rumor.node.optimizers import parse_optimizer
+from rumor.node.results import LayerVariance, RoundMetrics, final_merge_report, layer_variance
 from rumor.node.round_stats import RoundStats
 from rumor.node.simnet import LinkModel, SimNetwork
 from rumor.node.trainer import BatchedTrainer
@@ -125,6 +127,7 @@ class SimulationConfig:
     timeline: tuple[TimelineEvent, ...] = ()
     rule_params: dict[str, Any] = field(default_factory=dict)
     polyak_beta: float | None = None  # persistent Polyak momentum; "monna" defaults to 0.99
+    compress: str | None = None  # compressed gossip, e.g. "topk:ratio=0.01,feedback=ef"
     # mode = "modest": every peer is a rumor.protocols.modest_peer.ModestPeer (sampled
     # rounds; the topology is who knows whom, "complete" for full membership); ``rounds``
     # caps the aggregated rounds, ``duration`` (virtual s, any protocol) stops the clock.
@@ -135,6 +138,19 @@ class SimulationConfig:
     modest_ack_timeout: float = 15.0
     modest_round_timeout: float = 30.0
     duration: float | None = None
+    # communication (rumor.protocols.schedule) and the local optimizer (node.optimizers)
+    schedule: str = "constant"
+    gossip_steps: int = 1
+    final_merge: int = 0  # rounds of gossip averaging after the last training round
+    optimizer: str = "sgd"
+
+    @property
+    def protocol_rounds(self) -> int:
+        """Rounds of the run's metrics: ``rounds`` plus what the round plan adds
+        (mixing steps, final-merge rounds)."""
+        if self.mode == "modest" or self.aggregator == FEDAVG:
+            return self.rounds
+        return self.protocol().plan().total or self.rounds
 
     def modest_settings(self) -> ModestSettings:
         return ModestSettings(s=self.modest_sample, a=self.modest_aggregators,
@@ -154,6 +170,9 @@ class SimulationConfig:
             rule_params=dict(self.rule_params), rounds=self.rounds,
             round_timeout=self.round_timeout, min_updates=self.min_updates,
             fanout=self.fanout, polyak_beta=self.polyak_beta, attack=attack,
+            schedule=self.schedule, gossip_steps=self.gossip_steps,
+            final_merge=self.final_merge,
+            compress=self.compress,
         )
         return for_runtime(base, "sim", explicit=frozenset({"sign"}) if self.sign else
                            frozenset())
@@ -161,8 +180,11 @@ class SimulationConfig:
     def validate(self) -> None:
         if self.mode not in ("gossip", "modest"):
             raise ConfigError(f"mode must be 'gossip' or 'modest', got {self.mode!r}")
+        spec = parse_spec(self.compress)
         if self.mode == "modest":
             self.modest_settings().validate()
+            if spec is not None:
+                raise ConfigError("mode 'modest' does not take --compress (gossip only)")
             if self.sybils:
                 raise ConfigError("mode 'modest' does not take sybils")
         if self.duration is not None and not self.duration > 0:
@@ -197,6 +219,11 @@ class SimulationConfig:
         beta = self.effective_polyak_beta()
         if beta is not None and (not 0.0 <= beta < 1.0 or self.momentum):
             raise ConfigError("polyak_beta must be in [0, 1) and needs momentum 0")
+        parse_optimizer(self.optimizer)
+        plan = self.protocol().plan()  # ConfigError on a bad schedule / steps / rounds
+        if not plan.trivial and (self.mode == "modest" or self.aggregator == FEDAVG):
+            raise ConfigError("--schedule, --gossip-steps and --final-merge are for "
+                              "gossip peers (not fedavg or mode 'modest')")
 
 
 def peer_identity(seed: int, index: int) -> Identity:
@@ -304,6 +331,7 @@ class Simulation:
             batch_size=cfg.batch_size,
             local_epochs=cfg.local_epochs,
             momentum=cfg.momentum,
+            sam_rho=parse_optimizer(cfg.optimizer).sam_rho,
         )
         rows = []
         for i in range(self.total):
@@ -419,16 +447,25 @@ class Simulation:
     def completion(self) -> dict[str, Any]:
         """Whether every configured round completed; when not, why (for summary.json)."""
         done = len(self.metrics)
-        out: dict[str, Any] = {"rounds_configured": self.config.rounds,
+        want = self.config.protocol_rounds
+        out: dict[str, Any] = {"rounds_configured": want,
                                "rounds_completed": done,
-                               "complete": done >= self.config.rounds}
-        if done < self.config.rounds:
+                               "complete": done >= want}
+        if done < want:
             behind = sorted((self.peers[p].round, p) for p in self._alive_learners)[:5]
             out["reason"] = (
                 f"round {done + 1} never completed: {len(self._alive_learners)} live "
                 f"learners; lowest rounds (round, peer): {behind}"
                 if self._alive_learners else "no live learner left")
         return out
+
+    def comm_report(self) -> dict[str, Any]:
+        """summary.json's ``plan`` (the round plan) and ``final_merge`` (its report)."""
+        cfg = self.config
+        if self.modest or self.fedavg:
+            return {}
+        return {"plan": cfg.protocol().plan().describe(),
+                "final_merge": final_merge_report(self.metrics, cfg.final_merge)}
 
     def protocol_events(self) -> dict[str, int]:
         """Protocol counters over all peers (catch_up, small_view, merge_rejected...)."""
@@ -512,11 +549,16 @@ class Simulation:
         return TrainingDone(round_, vec, self.num_samples[i], now, base=base)
 
     def _train_pending(self) -> None:
-        """Train every peer whose training is pending, batched by (round, momentum)."""
+        """Train every peer whose training is pending, batched by (round, momentum);
+        a mixing step (``local_steps == 0``) hands back the current model."""
         pending = sorted(p for p in self._training if p not in self._trained)
         groups: dict[tuple[int, float | None], list[int]] = {}
         for p in pending:
             r, hints = self._training[p]
+            if hints.local_steps == 0:
+                vec = self.params[p].numpy()
+                self._trained[p] = (vec.copy(), vec.copy())
+                continue
             groups.setdefault((r, hints.polyak_beta), []).append(p)
         for (r, beta), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
             sel = torch.tensor(rows, dtype=torch.int64)
@@ -744,7 +786,8 @@ class _SimBackend:
         sim._training[i] = (round_, hints)
         sim._trained.pop(i, None)
         token = (sim._incarnation.get(i, 0), round_)
-        sim.net.schedule(self.now() + sim.config.train_time, "trained", i, token)
+        delay = 0.0 if hints.local_steps == 0 else sim.config.train_time  # a mixing step
+        sim.net.schedule(self.now() + delay, "trained", i, token)
 
     def adopt(self, round_: int, vector: Vector, merge: Merge | None) -> None:
         sim, i = self.sim, self.i

@@ -25,6 +25,15 @@ and writes each trained peer's final m back into M[p] (M is the one argument tha
 modified in place), so the momentum carries over from round to round. ``momentum``
 must then be 0.
 
+Opt-in SAM (DFedSAM's local step, ``sam_rho > 0``): the gradient of each step is taken
+at the ascent point instead of at w, on the same minibatch::
+
+    g   = grad at w
+    w'  = w + rho * g / ||g||         (||.|| over all of one peer's parameters)
+    g   = grad at w'                  (then weight decay, momentum and the step as above)
+
+It costs a second gradient per step and works for every row at once (vmap) as for one.
+
 Minibatches. Every peer draws from its own index list through its own generator,
 ``numpy.random.Generator(PCG64(SeedSequence([seed, round, peer])))``, so a peer's
 batches depend only on (seed, round, peer id) and never on which other peers share
@@ -95,6 +104,22 @@ def batch_schedule(
     return stream[:need].reshape(steps, batch_size)
 
 
+def sam_ascent(params: Mapping[str, torch.Tensor], grads: Mapping[str, torch.Tensor],
+               rho: float) -> dict[str, torch.Tensor]:
+    """SAM's ascent point per row: ``w' = w + rho * g / ||g||``.
+
+    ``params`` and ``grads`` map names to ``(B, *shape)`` tensors (B peers); the norm of
+    row b runs over all of its tensors. A zero gradient leaves w where it is.
+    """
+    b = next(iter(grads.values())).shape[0]
+    sq = torch.zeros(b, dtype=torch.float32)
+    for g in grads.values():
+        sq = sq + g.reshape(b, -1).pow(2).sum(1)
+    scale = rho / (sq.sqrt() + 1e-12)
+    return {k: params[k] + grads[k] * scale.view(b, *([1] * (grads[k].dim() - 1)))
+            for k in params}
+
+
 def label_map_tensor(label_map: LabelMap | None, num_classes: int) -> torch.Tensor:
     """A ``(num_classes,)`` int64 lookup ``t`` with ``t[y]`` the label a peer trains on.
 
@@ -131,7 +156,8 @@ def _holds_module(method: _F) -> _F:
     duration of a call, so two threads using it at once (the real node trains in a
     worker thread while its engine thread evaluates a merge) see each other's tensors:
     training then fails with "One of the differentiated Tensors does not require grad"
-    (seen on the NAT test's peers, tests/net/test_nat.py).
+    (seen on the NAT test's peers, and for a catch-up training started while the
+    previous round's training was still in flight).
     """
 
     @functools.wraps(method)
@@ -165,7 +191,10 @@ class BatchedTrainer:
         weight_decay: float = 0.0,
         chunk_size: int = 256,
         vmap_peers: bool | None = None,
+        sam_rho: float = 0.0,
     ) -> None:
+        if not math.isfinite(sam_rho) or sam_rho < 0:
+            raise ConfigError(f"SAM's rho must be >= 0, got {sam_rho}")
         if lr <= 0 or batch_size < 1 or local_epochs < 1 or chunk_size < 1:
             raise ConfigError("lr, batch_size, local_epochs and chunk_size must be positive")
         if local_steps is not None and local_steps < 1:
@@ -195,6 +224,7 @@ class BatchedTrainer:
         self.momentum = float(momentum)
         self.weight_decay = float(weight_decay)
         self.chunk_size = int(chunk_size)
+        self.sam_rho = float(sam_rho)
         # vmap over peers wins for small dense models; for conv models torch's batched
         # convolutions are slower than a plain loop over peers (measured: LeNet-5 on
         # MNIST, 50 peers). None picks by model.
@@ -353,11 +383,10 @@ class BatchedTrainer:
                 if maps is not None:
                     yb = torch.gather(maps, 1, yb)
                 with torch.enable_grad():
-                    if single:  # one row (train_one): plain grad, half vmap's overhead
-                        g1 = self._grad1({k: v[0] for k, v in views.items()}, xb[0], yb[0])
-                        g = {k: v.unsqueeze(0) for k, v in g1.items()}
-                    else:
-                        g = self._grads(views, xb, yb)
+                    g = self._grad_rows(views, xb, yb, single)
+                    if self.sam_rho:  # SAM: the gradient at the ascent point
+                        g = self._grad_rows(sam_ascent(views, g, self.sam_rho), xb, yb,
+                                            single)
                 for name, wv in views.items():
                     step = g[name]
                     if self.weight_decay:
@@ -368,6 +397,14 @@ class BatchedTrainer:
                         step = pbufs[name].mul_(pbeta).add_(step, alpha=1.0 - pbeta)
                     wv.add_(step, alpha=-self.lr)
         return w
+
+    def _grad_rows(self, params: Mapping[str, torch.Tensor], xb: torch.Tensor,
+                   yb: torch.Tensor, single: bool) -> dict[str, torch.Tensor]:
+        """Per-row gradients ``{name: (B, *shape)}`` of each row's minibatch loss."""
+        if single:  # one row (train_one): plain grad, half vmap's overhead
+            g1 = self._grad1({k: v[0] for k, v in params.items()}, xb[0], yb[0])
+            return {k: v.unsqueeze(0) for k, v in g1.items()}
+        return self._grads(dict(params), xb, yb)
 
     def train_one(
         self,

@@ -7,8 +7,10 @@ Wire layout: one flat msgpack map with short keys (see docs/wire-protocol.md)::
 
 Body fields by kind: UPDATE, GLOBAL, STATE (a model): "n": num_samples, "dt": "<f4",
 "sh": [d, ...], "x": tensor bytes (bin, little-endian). HISTORY (a forwarded record):
-"h": hops (1..255), "in": the origin's signed message (bin, verbatim). PULL, PING,
-PONG: none.
+"h": hops (1..255), "in": the origin's signed message (bin, verbatim). DIFF (compressed
+gossip): "n", "zv": 1, "zs": scheme, "zd": d, "zb": base, "zx": values, and per scheme
+"zi" indices, "zk" k, "zq" bits, "zl" block, "zc" scales, "zr" rank. PULL, PING, PONG,
+RESYNC: none.
 
 Signed digest (domain separated; integers big-endian, strings length-prefixed)::
 
@@ -18,6 +20,9 @@ Signed digest (domain separated; integers big-endian, strings length-prefixed)::
     model body:  u64(num_samples) || u8(len(dtype)) || dtype
                  || u8(len(shape)) || u64(dim) for each dim || sha256(x)
     record body: u8(hops) || sha256(in)
+    compressed:  u8(zv) || u8(len(zs)) || zs || u64(zd) || u64(zb) || u64(n) || u64(zk)
+                 || u8(zq) || u64(zl) || u64(zr) || sha256(zx) || sha256(zi) || sha256(zc)
+                 (absent fields: 0 / empty)
     empty body:  nothing
     sig = Ed25519_sign(key, D)
 
@@ -51,16 +56,21 @@ from rumor.protocols.errors import RejectedMessage
 from rumor.protocols.identity import PEER_ID_BYTES, Identity, verify
 from rumor.protocols.messages import (
     ALLOWED_DTYPES,
+    COMPRESSED_KINDS,
+    COMPRESSED_SCHEMES,
+    COMPRESSED_VERSION,
     MODEL_KINDS,
     RECORD_KINDS,
     WIRE_VERSION,
     Body,
+    CompressedBody,
     EmptyBody,
     Envelope,
     Kind,
     ModelBody,
     RecordBody,
     TensorPayload,
+    index_width,
 )
 
 DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024
@@ -97,6 +107,18 @@ FIELDS: dict[str, str] = {
     # record bodies
     "h": INT,  # hops
     "in": BIN,  # the forwarded signed message
+    # compressed bodies (DIFF; "n" as for models)
+    "zv": INT,  # compressed body version
+    "zs": STR,  # scheme: full | sparse | seeded | quant | lowrank
+    "zd": INT,  # dimension d of the full vector
+    "zb": INT,  # base: seq of the sender's DIFF this difference applies to
+    "zx": BIN,  # values (float32) or packed codes (quant)
+    "zi": BIN,  # sparse: indices
+    "zk": INT,  # seeded: k
+    "zq": INT,  # quant: bits
+    "zl": INT,  # quant: block
+    "zc": BIN,  # quant: scales (float32)
+    "zr": INT,  # lowrank: rank
 }
 
 
@@ -133,12 +155,20 @@ def digest(
     elif isinstance(body, RecordBody):
         h.update(struct.pack(">B", body.hops))
         h.update(hashlib.sha256(body.inner).digest())
+    elif isinstance(body, CompressedBody):
+        sc = body.scheme.encode()
+        h.update(struct.pack(">BB", body.version, len(sc)) + sc)
+        h.update(struct.pack(">QQQQBQQ", body.dim, body.base, body.num_samples, body.k,
+                             body.bits, body.block, body.rank))
+        for part in (body.values, body.indices, body.scales):
+            h.update(hashlib.sha256(part).digest())
     return h.digest()
 
 
 def _check_body(kind: Kind, body: Body) -> None:
     want: type = (ModelBody if kind in MODEL_KINDS
-                  else RecordBody if kind in RECORD_KINDS else EmptyBody)
+                  else RecordBody if kind in RECORD_KINDS
+                  else CompressedBody if kind in COMPRESSED_KINDS else EmptyBody)
     if not isinstance(body, want):
         raise ValueError(f"a {kind.value} message needs a {want.__name__}")
     if isinstance(body, RecordBody) and not 1 <= body.hops <= _MAX_HOPS:
@@ -178,6 +208,14 @@ def encode(
         fields.update({"n": body.num_samples, "dt": t.dtype, "sh": list(t.shape), "x": t.data})
     elif isinstance(body, RecordBody):
         fields.update({"h": body.hops, "in": body.inner})
+    elif isinstance(body, CompressedBody):
+        fields.update({"n": body.num_samples, "zv": body.version, "zs": body.scheme,
+                       "zd": body.dim, "zb": body.base, "zx": body.values})
+        for key, value, unset in (("zi", body.indices, b""), ("zk", body.k, 0),
+                                  ("zq", body.bits, 0), ("zl", body.block, 0),
+                                  ("zc", body.scales, b""), ("zr", body.rank, 0)):
+            if value != unset:  # scheme fields only: fewer bytes on the wire
+                fields[key] = value
     fields["sig"] = signature
     packed: bytes = msgpack.packb(fields, use_bin_type=True)
     return packed
@@ -460,6 +498,8 @@ def decode(
 def _body(kind: Kind, obj: dict[str, Any], limits: Limits) -> Body:
     if kind in MODEL_KINDS:
         return _model_body(obj, limits)
+    if kind in COMPRESSED_KINDS:
+        return _compressed_body(obj, limits)
     if kind in RECORD_KINDS:
         hops = _field(obj, "h", int)
         if not 1 <= hops <= _MAX_HOPS:
@@ -489,3 +529,48 @@ def _model_body(obj: dict[str, Any], limits: Limits) -> ModelBody:
     if not 0 <= num_samples < 2**63:
         raise RejectedMessage("malformed", "sample count out of range")
     return ModelBody(TensorPayload(dtype, shape, data), num_samples)
+
+
+def _opt(obj: dict[str, Any], key: str, typ: type, default: Any) -> Any:
+    return _field(obj, key, typ) if key in obj else default
+
+
+def _compressed_body(obj: dict[str, Any], limits: Limits) -> CompressedBody:
+    """Structure and sizes of a DIFF body (the receiver's decoder checks the rest:
+    index order and bounds, codes, finiteness, rank vs its layout)."""
+    version = _field(obj, "zv", int)
+    if version != COMPRESSED_VERSION:
+        raise RejectedMessage("unknown_version", f"compressed body version {version}")
+    scheme = _field(obj, "zs", str)
+    if scheme not in COMPRESSED_SCHEMES:
+        raise RejectedMessage("bad_compressed", f"scheme {scheme[:16]!r}")
+    dim, base = _field(obj, "zd", int), _field(obj, "zb", int)
+    num_samples = _field(obj, "n", int)
+    values = _field(obj, "zx", bytes)
+    indices = _opt(obj, "zi", bytes, b"")
+    scales = _opt(obj, "zc", bytes, b"")
+    k, bits = _opt(obj, "zk", int, 0), _opt(obj, "zq", int, 0)
+    block, rank = _opt(obj, "zl", int, 0), _opt(obj, "zr", int, 0)
+    if not 1 <= dim <= limits.max_elements:
+        raise RejectedMessage("bad_compressed" if dim < 1 else "oversize", f"d={dim}")
+    if not (0 <= base < 2**63 and 0 <= num_samples < 2**63):
+        raise RejectedMessage("malformed", "base/sample count out of range")
+    if not all(0 <= v < 2**32 for v in (k, bits, block, rank)):
+        raise RejectedMessage("bad_compressed", "a parameter out of range")
+    if scheme == "full":
+        ok = len(values) == 4 * dim
+    elif scheme == "sparse":
+        w = index_width(dim)
+        nnz = len(indices) // w
+        ok = len(indices) % w == 0 and nnz <= dim and len(values) == 4 * nnz
+    elif scheme == "seeded":
+        ok = 1 <= k <= dim and len(values) == 4 * k
+    elif scheme == "quant":
+        ok = (2 <= bits <= 8 and block >= 1 and len(scales) == 4 * -(-dim // block)
+              and len(values) == -(-dim * bits // 8))
+    else:  # lowrank: the size depends on the receiver's layout (its decoder checks)
+        ok = rank >= 1 and len(values) % 4 == 0
+    if not ok:
+        raise RejectedMessage("bad_compressed", f"{scheme}: sizes do not match d={dim}")
+    return CompressedBody(scheme, dim, values, base, num_samples, indices, k, bits, block,
+                          scales, rank, version)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from rumor.protocols.schedule import RoundPlan
+
 #: The default Polyak momentum of MoNNA (Farhadkhani et al. 2023).
 MONNA_BETA = 0.99
 
@@ -42,6 +44,20 @@ class ProtocolConfig:
     polyak_beta: float | None = None  # None: MONNA_BETA for "monna", else plain SGD
     max_abs: float = 1e6  # a merge result with |x| above this is not adopted
     attack: str | None = None  # this peer is Byzantine with this attack spec
+    # the round plan (rumor.protocols.schedule): which training rounds communicate, how
+    # many exchange+merge steps each has, how many averaging rounds end the run
+    schedule: str = "constant"
+    gossip_steps: int = 1
+    final_merge: int = 0
+
+    def plan(self) -> RoundPlan:
+        """The round plan of ``rounds`` training rounds (ConfigError when invalid)."""
+        return RoundPlan(self.schedule, self.rounds, self.gossip_steps, self.final_merge)
+
+    def protocol_rounds(self) -> int | None:
+        """Protocol rounds in all (metrics rows): ``rounds`` unless a plan adds some."""
+        return self.plan().total
+    compress: str | None = None  # compressed gossip spec ("topk:ratio=0.01,feedback=ef")
 
     def effective_polyak_beta(self) -> float | None:
         if self.polyak_beta is not None:

@@ -126,9 +126,13 @@ class TrainingHints:
 
     ``polyak_beta``: keep a persistent Polyak momentum m <- beta*m + (1-beta)*g across
     rounds and step along m (MoNNA); None = plain SGD.
+    ``local_steps``: 0 = do not train, answer TrainingDone with the current model (a
+    mixing or final-merge step of the round plan, rumor.protocols.schedule); None = the
+    trainer's own number of steps.
     """
 
     polyak_beta: float | None = None
+    local_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -155,7 +159,11 @@ class Merge:
 
     ``forwarded``: relayed vectors for defenses that use them (never merged as updates).
     ``catch_up_to``: this merge adopts neighbours' STATE models and the peer continues
-    at that round (a rejoining peer that fell behind).
+    at that round (a rejoining peer that fell behind). ``step``: the merged model is
+    own + step (rule(...) - own) (Choco's consensus step gamma of compressed gossip).
+    ``local``: a round without communication (the schedule's): nothing was exchanged,
+    the runtime keeps its own model (no merger call; ``updates`` is empty).
+    ``final``: a final-merge step: the merger takes the plain mean of own and updates.
     """
 
     round: int
@@ -163,6 +171,9 @@ class Merge:
     timed_out: bool = False
     forwarded: tuple[Relay, ...] = ()
     catch_up_to: int | None = None
+    local: bool = False
+    final: bool = False
+    step: float = 1.0
 
 
 @dataclass(frozen=True)

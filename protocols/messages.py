@@ -31,12 +31,22 @@ class Kind(StrEnum):
     HISTORY = "history"  # a forwarded signed UPDATE (SybilWall history gossip) + hops
     PING = "ping"  # liveness probe (MoDeST aggregator selection)
     PONG = "pong"  # answer to PING
+    DIFF = "diff"  # compressed gossip: a keyframe or a compressed difference (CompressedBody)
+    RESYNC = "resync"  # "my copy of you is out of sync: send me a keyframe"
 
 
 #: kinds whose body is a ModelBody (a tensor that must match the receiver's model)
 MODEL_KINDS: frozenset[Kind] = frozenset({Kind.UPDATE, Kind.GLOBAL, Kind.STATE})
 #: kinds whose body is a RecordBody
 RECORD_KINDS: frozenset[Kind] = frozenset({Kind.HISTORY})
+#: kinds whose body is a CompressedBody
+COMPRESSED_KINDS: frozenset[Kind] = frozenset({Kind.DIFF})
+
+#: version of the compressed body layout (field "zv")
+COMPRESSED_VERSION = 1
+#: wire schemes of a CompressedBody: "full" is a keyframe (the public copy itself, d
+#: float32 values); the others are a compressed difference to apply on version ``base``
+COMPRESSED_SCHEMES: frozenset[str] = frozenset({"full", "sparse", "seeded", "quant", "lowrank"})
 
 
 @dataclass(frozen=True)
@@ -88,11 +98,42 @@ class RecordBody:
 
 
 @dataclass(frozen=True)
+class CompressedBody:
+    """Body of DIFF: the sender's public copy (``scheme="full"``, a keyframe) or a
+    compressed difference q to add to the copy the receiver holds at version ``base``
+    (the seq of the sender's previous DIFF to it); see rumor.protocols.choco.
+
+    Bytes are little-endian. ``values``: float32 (full, sparse, seeded, lowrank) or the
+    packed ``bits``-bit codes (quant). ``indices`` (sparse): sorted unique uint16 when
+    ``dim`` <= 65536, else uint32. ``k`` (seeded): how many coordinates the shared seed
+    picks. ``scales`` (quant): one float32 per ``block`` coordinates. ``rank`` (lowrank).
+    """
+
+    scheme: str
+    dim: int
+    values: bytes
+    base: int = 0
+    num_samples: int = 0
+    indices: bytes = b""
+    k: int = 0
+    bits: int = 0
+    block: int = 0
+    scales: bytes = b""
+    rank: int = 0
+    version: int = COMPRESSED_VERSION
+
+
+def index_width(dim: int) -> int:
+    """Bytes per sparse index: 2 when every index fits in uint16, else 4."""
+    return 2 if dim <= 1 << 16 else 4
+
+
+@dataclass(frozen=True)
 class EmptyBody:
-    """Body of PULL, PING and PONG: the envelope's header says everything."""
+    """Body of PULL, PING, PONG and RESYNC: the envelope's header says everything."""
 
 
-Body = ModelBody | RecordBody | EmptyBody
+Body = ModelBody | RecordBody | CompressedBody | EmptyBody
 
 
 @dataclass(frozen=True)

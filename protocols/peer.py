@@ -36,6 +36,12 @@ valid messages arrived first. Messages from other peers are dropped and counted
 (bad signature, malformed, NaN, wrong shape, too far ahead, ...) ``evict_after`` times
 is dropped for good (``evicted``); stale or replayed messages are not held against it.
 
+Compressed gossip (``compression`` hook, rumor.protocols.choco): a compressing peer
+sends DIFF messages instead of UPDATEs (a keyframe first, then compressed differences
+to the public copy each receiver holds), merges Choco-style views of its neighbours
+with step ``gamma`` and answers RESYNC with a keyframe. Every peer decodes DIFFs, so a
+compressing and a plain peer can gossip with each other.
+
 The peer never reads a clock (every event carries ``now``), never does I/O, and a
 rejected message never changes its state beyond the reject counter.
 """
@@ -51,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rumor.protocols import codec
+from rumor.protocols.choco import DifferenceGossip, shared_seed
 from rumor.protocols.events import (
     AdoptModel,
     Command,
@@ -73,10 +80,11 @@ from rumor.protocols.events import (
     TrainingHints,
     Vector,
 )
-from rumor.protocols.hooks import Adversary, Merger
+from rumor.protocols.hooks import Adversary, Compression, Merger
 from rumor.protocols.identity import Identity, peer_id_from_bytes, peer_id_to_bytes
 from rumor.protocols.messages import (
     Body,
+    CompressedBody,
     EmptyBody,
     Envelope,
     Kind,
@@ -84,6 +92,7 @@ from rumor.protocols.messages import (
     RecordBody,
     TensorPayload,
 )
+from rumor.protocols.schedule import RoundPlan, Step
 from rumor.protocols.validation import Decode, ValidationConfig, Validator
 
 #: rounds the wire can carry (the codec refuses 2**63 and above)
@@ -94,7 +103,7 @@ ROUND_LIMIT = 2**63
 HOSTILE_REASONS = frozenset({
     "malformed", "unknown_version", "unknown_kind", "bad_sender", "sender_mismatch",
     "bad_signature", "too_far_ahead", "bad_record", "bad_tensor", "shape_mismatch",
-    "dtype_mismatch", "nan_inf", "oversize",
+    "dtype_mismatch", "nan_inf", "oversize", "bad_compressed",
 })
 
 
@@ -140,6 +149,12 @@ class PeerConfig:
     max_relays: int = 1024
     keep_raw: bool = True  # keep received UPDATE bytes for HISTORY forwarding
     seed: int = 0
+    schedule: str = "constant"  # rumor.protocols.schedule: ``rounds`` counts training
+    gossip_steps: int = 1       # rounds; the plan adds mixing and final-merge rounds
+    final_merge: int = 0
+    feedback: str = "ef"  # compressed gossip: none | ef | econtrol (rumor.protocols.choco)
+    eta: float = 1.0  # EControl's feedback strength
+    gamma: float = 1.0  # consensus step of a compressing peer's merge
 
 
 class Peer:
@@ -152,16 +167,23 @@ class Peer:
         *,
         merger: Merger | None = None,
         adversary: Adversary | None = None,
+        compression: Compression | None = None,
         decode: Decode = codec.decode,
     ) -> None:
         if config.role is Role.CLIENT and config.server is None:
             raise ValueError("a FedAvg client needs the server's PeerID")
+        self.plan = RoundPlan(config.schedule, config.rounds, config.gossip_steps,
+                              config.final_merge)
+        if config.role is not Role.GOSSIP and not self.plan.trivial:
+            raise ValueError("schedules, gossip steps and final merges are for gossip peers")
+        self.last_round = self.plan.total  # protocol rounds in all (None: no end)
         self.identity = identity
         self.peer_id = identity.peer_id
         self.config = config
         self.merger = merger
         self.adversary = adversary
-        self.validator = Validator(config.validation, decode=decode)
+        self.validator = Validator(config.validation, compression, decode=decode)
+        self.choco = DifferenceGossip(compression, config.feedback, config.eta)
         self.phase = Phase.IDLE
         self.round = 0
         self.discovered: set[PeerId] = set()
@@ -216,6 +238,7 @@ class Peer:
             self._buffer.pop(event.peer, None)
             self._states.pop(event.peer, None)
             self._awaiting.discard(event.peer)
+            self.choco.forget(event.peer)
             return self._maybe_merge(event.now)
         if isinstance(event, Start):
             return self._on_start(event)
@@ -227,7 +250,7 @@ class Peer:
             raise ValueError(f"start round {ev.round} is outside [0, 2**63)")
         self.round = ev.round
         self._seq = max(self._seq, ev.seq)
-        if self.config.rounds is not None and self.round >= self.config.rounds:
+        if self.last_round is not None and self.round >= self.last_round:
             self.phase = Phase.DONE
             return [Finished(self.round)]
         out: list[Command] = []
@@ -238,14 +261,27 @@ class Peer:
         self.phase = Phase.TRAINING
         return [*out, self._start_training()]
 
+    @property
+    def step(self) -> Step:
+        """What this protocol round does (its round plan's Step)."""
+        return self.plan.step(self.round)
+
     def _start_training(self) -> StartTraining:
-        return StartTraining(self.round, TrainingHints(polyak_beta=self.config.polyak_beta))
+        # a mixing or final-merge step "trains" for 0 steps: the runtime answers with its
+        # current model, which then goes out like a trained one
+        return StartTraining(self.round, TrainingHints(
+            polyak_beta=self.config.polyak_beta,
+            local_steps=None if self.step.train else 0))
 
     def _on_trained(self, ev: TrainingDone) -> list[Command]:
         if self.phase is not Phase.TRAINING or ev.round != self.round:
             return [Log("unexpected_training_done", {"round": ev.round, "phase": self.phase})]
         base = ev.base if ev.base is not None else self.model
         self.model = ev.vector
+        if not self.step.communicate:  # the schedule's silent round: train locally only
+            self.phase = Phase.MERGING
+            self._deadline = None
+            return [Merge(self.round, (), local=True)]
         sent = ev.vector
         if self.adversary is not None:
             sent = self.adversary.craft(
@@ -256,7 +292,7 @@ class Peer:
         else:
             targets = self._targets()
         self._sent = (ev.round, sent, ev.num_samples)
-        out: list[Command] = self._broadcast(Kind.UPDATE, sent, ev.num_samples, targets, ev.now)
+        out: list[Command] = self._send_update(sent, ev.num_samples, targets, ev.now)
         out += self._collect(ev.now)
         return out
 
@@ -299,16 +335,74 @@ class Peer:
             return self._on_state(sender, env, ev.now)
         if env.kind is Kind.HISTORY:
             return self._on_history(sender, env)
+        if env.kind is Kind.RESYNC:
+            return self._on_resync(sender, ev.now)
+        if isinstance(env.body, CompressedBody):
+            decoded = self.validator.decoded
+            assert decoded is not None
+            public = self.choco.receive(sender, env.body, decoded, env.seq)
+            if public is None:
+                return self._desync(sender, env, ev.now)
+            return self._buffer_update(sender, env.round, public, env.body.num_samples,
+                                       ev.now)
         assert isinstance(env.body, ModelBody)
-        vector = env.body.tensor.to_array()
         self._keep_raw(sender, env.round, ev.data)
+        return self._buffer_update(sender, env.round, env.body.tensor.to_array(),
+                                   env.body.num_samples, ev.now)
+
+    def _buffer_update(self, sender: PeerId, round_: int, vector: Vector, num_samples: int,
+                       now: float) -> list[Command]:
         prev = self._buffer.get(sender)
-        if prev is None or prev.round <= env.round:
-            self._buffer[sender] = ReceivedUpdate(sender, env.round, vector, env.body.num_samples)
+        if prev is None or prev.round <= round_:
+            self._buffer[sender] = ReceivedUpdate(sender, round_, vector, num_samples)
         out: list[Command] = []
-        if env.round >= self.round + self.config.catch_up_gap:
-            out += self._pull(sender, ev.now)
-        return out + self._maybe_merge(ev.now)
+        if round_ >= self.round + self.config.catch_up_gap:
+            out += self._pull(sender, now)
+        return out + self._maybe_merge(now)
+
+    # -------------------------------------------------------- compressed gossip
+    def _send_update(self, vector: Vector, num_samples: int, targets: list[PeerId],
+                     now: float) -> list[Command]:
+        """This round's update to ``targets``: an UPDATE, or (compressing) one DIFF per
+        group of targets that hold the same copy of this peer (rumor.protocols.choco)."""
+        if not self.choco.compressing:
+            return self._broadcast(Kind.UPDATE, vector, num_samples, targets, now)
+        out: list[Command] = []
+        for members, track in self.choco.groups(targets):
+            seq = self._seq + 1
+            seed = shared_seed(self.identity.peer_id_bytes, self.round, seq)
+            if track is None:
+                body = self.choco.keyframe(vector, members, seq=seq, seed=seed,
+                                           num_samples=num_samples)
+            else:
+                body = self.choco.difference(vector, track, members, seq=seq, seed=seed,
+                                             num_samples=num_samples)
+            out += self._broadcast_body(Kind.DIFF, body, members, now)
+        return out
+
+    def _desync(self, sender: PeerId, env: Envelope, now: float) -> list[Command]:
+        """A difference for a copy this peer does not hold: ask once for a keyframe."""
+        self.validator.rejects["desync"] += 1
+        out: list[Command] = [Log("reject", {"from": sender, "reason": "desync",
+                                             "detail": f"base {env.body.base}"
+                                             if isinstance(env.body, CompressedBody) else ""})]
+        if sender not in self.choco.asked:
+            self.choco.asked.add(sender)
+            out += self._send_one(Kind.RESYNC, EmptyBody(), sender, now)
+        return out
+
+    def _on_resync(self, sender: PeerId, now: float) -> list[Command]:
+        """``sender`` lost its copy of this peer: a keyframe now if this round's update
+        is out, else with the next one."""
+        if not self.choco.compressing:
+            return []
+        self.choco.resync(sender)
+        self.counters["resync"] += 1
+        if (self._sent is None or self._sent[0] != self.round
+                or self.phase is not Phase.COLLECTING or self.config.role is not Role.GOSSIP):
+            return []
+        _, vector, num_samples = self._sent
+        return self._send_update(vector, num_samples, [sender], now)
 
     def _is_neighbour(self, sender: PeerId) -> bool:
         if sender in self.discovered or sender in self.adopted:
@@ -358,7 +452,7 @@ class Peer:
                 or self.phase is not Phase.COLLECTING or self.config.role is not Role.GOSSIP):
             return []
         _, vector, num_samples = self._sent
-        return self._broadcast(Kind.UPDATE, vector, num_samples, [peer], now)
+        return self._send_update(vector, num_samples, [peer], now)
 
     def _on_discovered(self, event: PeerDiscovered) -> list[Command]:
         if event.peer == self.peer_id or event.peer in self.evicted:
@@ -401,6 +495,7 @@ class Peer:
         self.discovered.discard(sender)
         self.adopted.discard(sender)
         self.evicted.add(sender)
+        self.choco.forget(sender)
         self.counters["evicted"] += 1
         return [Log("evicted", {"peer": sender, "rejects": self._strikes[sender]})]
 
@@ -441,8 +536,8 @@ class Peer:
         target = statistics.median_low(u.round for u in self._states.values())
         if target < self.round + self.config.catch_up_gap:
             return []
-        if self.config.rounds is not None:
-            target = min(target, self.config.rounds)
+        if self.last_round is not None:
+            target = min(target, self.last_round)
         used = tuple(sorted((u for u in self._states.values() if u.round >= target),
                             key=lambda u: u.sender))
         self._states.clear()
@@ -541,12 +636,20 @@ class Peer:
         self._raw = {k: v for k, v in self._raw.items() if k[1] >= oldest}
         if self.adversary is not None:  # the adversary's partial view (nobody else's)
             self._view = tuple(u.vector for u in used)
+        step = 1.0
+        if self.choco.compressing and self.model is not None:
+            own = self.model  # Choco's view of each neighbour (rumor.protocols.choco)
+            used = tuple(ReceivedUpdate(u.sender, u.round,
+                                        self.choco.view(u.sender, u.vector, own),
+                                        u.num_samples) for u in used)
+            step = self.config.gamma if self.config.role is Role.GOSSIP else 1.0
         self.phase = Phase.MERGING
         self._deadline = None
         out: list[Command] = []
         if timed_out:
             out.append(Log("round_timeout", {"round": self.round, "received": len(used)}))
-        out.append(Merge(self.round, used, timed_out, forwarded=relays))
+        out.append(Merge(self.round, used, timed_out, forwarded=relays, step=step,
+                         final=self.step.final))
         return out
 
     def _advance(self, now: float) -> list[Command]:
@@ -555,7 +658,7 @@ class Peer:
 
     def _resume(self, now: float) -> list[Command]:
         self._deadline = None
-        if self.config.rounds is not None and self.round >= self.config.rounds:
+        if self.last_round is not None and self.round >= self.last_round:
             self.phase = Phase.DONE
             return [Finished(self.round)]
         if self.config.role is Role.SERVER:

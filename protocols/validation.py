@@ -9,7 +9,10 @@ token bucket per sender: ``flood_rate`` messages per second, ``flood_burst`` at 
 time passed in), a sender that is not the authenticated link (nothing is relayed
 under another identity: HISTORY wraps the origin's message instead) and, for model
 bodies, shape, dtype and NaN/Inf. ``check_record`` checks the message inside a
-HISTORY like one from its origin. ``check`` never raises: it returns the Envelope or None
+HISTORY like one from its origin. A DIFF body (compressed gossip) is decoded by the
+``compression`` hook before the message counts as accepted (``bad_compressed``,
+``nan_inf``, ``shape_mismatch``); the decoded vector is ``decoded`` until the next
+check. ``check`` never raises: it returns the Envelope or None
 and increments ``rejects[reason]``. A rejected message never changes replay or rate
 state beyond the flood bucket, so an attacker cannot use a rejected message to block
 a later honest one.
@@ -21,14 +24,18 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from rumor.protocols.choco import shared_seed
 from rumor.protocols.codec import Limits, decode
 from rumor.protocols.errors import RejectedMessage
-from rumor.protocols.messages import Envelope, Kind, ModelBody
+from rumor.protocols.events import Vector
+from rumor.protocols.hooks import Compression
+from rumor.protocols.messages import CompressedBody, Envelope, Kind, ModelBody
 
 #: ``codec.decode``'s signature; a runtime may pass an equivalent (a memo of it)
 Decode = Callable[..., Envelope]
 
-#: kinds whose round must not be older than ``current_round - max_lag``
+#: kinds whose round must not be older than ``current_round - max_lag`` (not DIFF: a
+#: late difference still keeps the receiver's copy in sync; the Peer does not merge it)
 _LAG_CHECKED = frozenset({Kind.UPDATE, Kind.GLOBAL, Kind.HISTORY})
 
 REJECT_REASONS: tuple[str, ...] = (
@@ -49,6 +56,8 @@ REJECT_REASONS: tuple[str, ...] = (
     "shape_mismatch",
     "dtype_mismatch",
     "nan_inf",
+    "bad_compressed",
+    "desync",
 )
 
 
@@ -88,13 +97,17 @@ class _Buckets:
 class Validator:
     """Stateful receiver checks; see the module docstring for the contract."""
 
-    def __init__(self, config: ValidationConfig, *, decode: Decode = decode) -> None:
+    def __init__(self, config: ValidationConfig, compression: Compression | None = None,
+                 *, decode: Decode = decode) -> None:
         """``decode``: ``codec.decode`` or a function with its exact contract (same
         Envelope or RejectedMessage for the same bytes and arguments, ``on_header``
         called for every message that gets that far); the simulator passes a memo that
-        decodes a message object shared by several receivers once."""
+        decodes a message object shared by several receivers once. ``compression``
+        decodes DIFF bodies (None: they are rejected as ``bad_compressed``)."""
         self.config = config
         self._decode = decode
+        self.compression = compression
+        self.decoded: Vector | None = None  # the last accepted DIFF body, decoded
         self.rejects: Counter[str] = Counter()
         self.accepted = 0
         self.last_reject: RejectedMessage | None = None
@@ -151,6 +164,9 @@ class Validator:
                 "too_far_ahead", f"round {env.round} > {current_round} + {cfg.max_ahead}")
         if isinstance(env.body, ModelBody):
             self._check_tensor(env.body)
+        self.decoded = None
+        if isinstance(env.body, CompressedBody):
+            self.decoded = self._decompress(env)
         self._last[key] = (env.round, env.seq)
         self._last.move_to_end(key)
         if len(self._last) > cfg.max_tracked_senders:
@@ -166,6 +182,16 @@ class Validator:
             raise RejectedMessage("dtype_mismatch", f"{tensor.dtype} != {cfg.dtype}")
         if not tensor.all_finite:
             raise RejectedMessage("nan_inf", "tensor holds NaN or Inf")
+
+    def _decompress(self, env: Envelope) -> Vector:
+        body = env.body
+        assert isinstance(body, CompressedBody)
+        if (body.dim,) != self.config.shape:
+            raise RejectedMessage("shape_mismatch", f"({body.dim},) != {self.config.shape}")
+        if self.compression is None:
+            raise RejectedMessage("bad_compressed", "this peer decodes no compressed bodies")
+        return self.compression.decompress(
+            body, seed=shared_seed(env.sender, env.round, env.seq))
 
     def check_record(self, inner: bytes) -> Envelope | None:
         """The forwarded UPDATE inside a HISTORY message, checked like one from its origin

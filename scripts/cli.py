@@ -42,6 +42,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                "write a running peer's model to a .safetensors or .pt file"),
     "dashboard": ("rumor.scripts.dashboard_cmd",
                   "replay a finished run (metrics.csv + events.jsonl) on the web dashboard"),
+    "comm-study": ("rumor.scripts.comm_cmd",
+                   "communication schedules, the final merge and DFedSAM (docs/results.md)"),
 }
 
 

@@ -222,7 +222,7 @@ def _progress(console: Console) -> Progress:
 
 
 def run_sim(sc: Scenario, d: Path, progress: Progress, board: Board | None = None) -> Outcome:
-    task = progress.add_task(f"{sc.name} (sim)", total=sc.config.rounds, acc=0.0,
+    task = progress.add_task(f"{sc.name} (sim)", total=sc.config.protocol_rounds, acc=0.0,
                              alive=sc.config.peers)
     t0 = time.perf_counter()
     sim = Simulation(sc.config)
@@ -284,7 +284,7 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
             if not mesh.went:
                 return
             progress.update(start, completed=n)
-            task = progress.add_task(f"{sc.name} (real)", total=sc.config.rounds, acc=0.0,
+            task = progress.add_task(f"{sc.name} (real)", total=sc.config.protocol_rounds, acc=0.0,
                                      alive=ready)
         rows = mesh.metrics.rows
         alive = sum(p.alive for p in mesh.peers if p.index not in exp.byzantine)

@@ -24,15 +24,19 @@ from rumor.node.api import start_api
 from rumor.node.assembly import build_runtime
 from rumor.node.dashboard.serve import serve_join
 from rumor.node.identity import load_or_create_identity
+from rumor.node.transport.addresses import write_multiaddr_file
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.node.transport.mdns import default_mdns
+from rumor.node.transport.peer_book import BOOK_FILE
 from rumor.node.transport.reachability import ReachabilityConfig
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
     add_config_flag,
     add_threads_flag,
+    announce_multiaddr,
     attack_spec,
+    compress_help,
     existing_file,
     listen_multiaddr,
     nonneg_int,
@@ -60,7 +64,12 @@ def add_parser(sub: Any) -> None:
                  "datasets are --dataset-dir DIR")
     p.add_argument("--listen", action="append", type=listen_multiaddr, default=[],
                    metavar="MULTIADDR",
-                   help="listen address (default /ip4/127.0.0.1/tcp/0)")
+                   help="listen address (default /ip4/127.0.0.1/tcp/0; /ip4/0.0.0.0/tcp/P: "
+                   "every interface, printed as each interface's address); repeatable")
+    p.add_argument("--announce", action="append", type=announce_multiaddr, default=[],
+                   metavar="MULTIADDR",
+                   help="an address others should dial, e.g. a public IP or a port forward "
+                   "(/ip4/203.0.113.7/tcp/4001); advertised first; repeatable")
     p.add_argument("--api-host", default="127.0.0.1", help="HTTP API address (loopback)")
     p.add_argument("--api-port", type=port_or_any, default=0, help="HTTP API port (0: any)")
     p.add_argument("--rounds", type=positive_int, default=None,
@@ -115,6 +124,8 @@ def _bootstrap_list(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if compress_help(args):
+        return 0
     return asyncio.run(_run(args))
 
 
@@ -129,12 +140,15 @@ async def _run(args: argparse.Namespace) -> int:
     if cfg.attack is not None:
         console.print(f"this peer is Byzantine: it sends {cfg.attack!r} instead of its model",
                       style="yellow", soft_wrap=True, markup=False, highlight=False)
+    bootstrap = _bootstrap_list(args)
     listen = args.listen or ["/ip4/127.0.0.1/tcp/0"]
     transport = Libp2pTransport(
         identity,
         listen=listen,
         swarm=cfg.swarm,
-        bootstrap=_bootstrap_list(args),
+        bootstrap=bootstrap,
+        announce_addrs=args.announce,
+        peer_book=args.node_dir / BOOK_FILE,
         reachability=ReachabilityConfig(
             relay=args.relay, auto_relay=args.auto_relay, hole_punch=args.hole_punch
         ),
@@ -176,16 +190,29 @@ async def _run(args: argparse.Namespace) -> int:
     while not transport.listen_addrs() and not task.done():
         await asyncio.sleep(0.05)
     addrs = transport.listen_addrs()
+    multiaddr_file = write_multiaddr_file(args.node_dir, addrs)
+    remembered = len(transport.remembered_peers())
     api_port = api.addresses[0][1] if api.addresses else None
     hello = {"event": "listening", "peer_id": identity.peer_id, "addrs": addrs,
+             "multiaddr_file": str(multiaddr_file),
              "api": f"http://{args.api_host}:{api_port}", "start_round": start_round}
     if args.json:
         print(json.dumps(hello), flush=True)
     else:
-        console.print(f"peer {identity.peer_id} (resuming at round {start_round})")
+        console.print(f"peer {identity.peer_id} (resuming at round {start_round})",
+                      soft_wrap=True, highlight=False, markup=False)
+        # Plain lines, never wrapped (rich wraps at 80 columns when redirected, and a
+        # wrapped PeerID copied from a log fails the Noise handshake).
         for a in addrs:
-            console.print(f"  join with: rumor join --bootstrap {a}")
-        console.print(f"  API: http://{args.api_host}:{api_port}/status")
+            print(f"  join with: rumor join --bootstrap {a}", file=sys.stderr, flush=True)
+        if remembered:
+            print(f"  {remembered} members remembered in {args.node_dir / BOOK_FILE}",
+                  file=sys.stderr, flush=True)
+        elif not bootstrap:
+            print("  a new mesh: no --bootstrap and no remembered member",
+                  file=sys.stderr, flush=True)
+        print(f"  addresses written to {multiaddr_file}", file=sys.stderr, flush=True)
+        print(f"  API: http://{args.api_host}:{api_port}/status", file=sys.stderr, flush=True)
     async with contextlib.AsyncExitStack() as stack:
         if args.dashboard:
             dash = await stack.enter_async_context(

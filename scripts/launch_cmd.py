@@ -41,6 +41,7 @@ from rumor.scripts.options import (
     add_config_flag,
     add_threads_flag,
     attack_spec,
+    compress_help,
     launch_placement,
     nonneg_int,
     port_base,
@@ -145,7 +146,7 @@ def mesh_config(args: argparse.Namespace) -> MeshConfig:
         base=args.base_dir,
         keep=args.keep,
         per_process=args.per_process,
-        rounds=args.rounds,
+        rounds=node.protocol().protocol_rounds(),  # metrics rows: the plan adds some
         bootstrap_port=args.bootstrap_port,
         api_port_base=args.api_port_base,
         discovery_interval=args.discovery_interval,
@@ -193,6 +194,8 @@ def eta_text(mesh: Mesh) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if compress_help(args):
+        return 0
     return asyncio.run(_run(args))
 
 

@@ -7,8 +7,11 @@ import os
 from typing import Any
 
 from rumor.node.assembly import NodeConfig
+from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
+    COMPRESS_HELP,
     aggregator_flag,
+    compress_spec,
     dataset_name,
     dir_path,
     model_name,
@@ -50,6 +53,9 @@ def add_node_flags(p: Any) -> None:
                    help="merge once this many neighbours' updates arrived")
     g.add_argument("--fanout", type=positive_int, default=8,
                    help="push each update to this many random neighbours")
+    add_comm_flags(p)
+    g.add_argument("--compress", type=compress_spec, default=None, metavar="NAME[:k=v,...]",
+                   help=COMPRESS_HELP)
 
 
 def node_config(args: argparse.Namespace, *, shard: int | None, rounds: int | None) -> NodeConfig:
@@ -71,4 +77,6 @@ def node_config(args: argparse.Namespace, *, shard: int | None, rounds: int | No
         round_timeout=args.round_timeout,
         min_updates=args.min_updates,
         fanout=args.fanout,
+        **comm_values(args),
+        compress=None if args.compress in (None, "none") else args.compress,
     )

@@ -134,6 +134,19 @@ def listen_multiaddr(text: str) -> str:
     return text
 
 
+def announce_multiaddr(text: str) -> str:
+    """/ip4|ip6/HOST/tcp/PORT (no port 0): an address others can dial us at."""
+    names, host, tcp = _tcp_parts(text)
+    if names[-1] == "p2p":
+        names = names[:-1]
+    if len(names) != 2 or tcp == 0:
+        raise argparse.ArgumentTypeError(
+            f"an announce address is /ip4/HOST/tcp/PORT with a real port, got {text!r}")
+    if host in ("0.0.0.0", "::"):
+        raise argparse.ArgumentTypeError(f"announce a dialable address, not {host}")
+    return text
+
+
 def peer_multiaddr(text: str) -> str:
     """/ip4|ip6/HOST/tcp/PORT/p2p/PEERID (a peer to dial)."""
     names, _, tcp = _tcp_parts(text)
@@ -255,7 +268,47 @@ def _launch_placement(text: str) -> object:
     return text
 
 
+def _schedule(text: str) -> object:
+    from rumor.protocols.schedule import parse_schedule
+
+    return parse_schedule(text)
+
+
+def _optimizer(text: str) -> object:
+    from rumor.node.optimizers import parse_optimizer
+
+    return parse_optimizer(text)
+
+
+schedule_spec = _via(_schedule)
+optimizer_spec = _via(_optimizer)
+
+
+def _compress(text: str) -> object:
+    from rumor.aggregation.compression import parse_spec
+
+    return None if text == "help" else parse_spec(text)
+
+
+def compress_help(args: argparse.Namespace) -> bool:
+    """True (after printing the listing) when ``--compress help`` was asked for."""
+    values = getattr(args, "compress", None)
+    values = values if isinstance(values, list) else [values]
+    if "help" not in values:
+        return False
+    from rumor.aggregation.compression import describe
+
+    print(describe())
+    return True
+
+
+COMPRESS_HELP = ("compressed gossip NAME[:k=v,...]: topk | randk | qsgd | int8 | powersgd "
+                 "(+ feedback=none|ef|econtrol, eta=, gamma=), e.g. "
+                 "topk:ratio=0.01,feedback=econtrol,eta=0.5; 'help' lists them; "
+                 "default none")
+
 topology_spec = _via(_topology)
+compress_spec = _via(_compress)
 placement_spec = _via(_placement)
 launch_placement = _via(_launch_placement)
 split_spec = _via(_split)

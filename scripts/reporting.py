@@ -75,7 +75,8 @@ def write_run(out: Path, sim: Simulation, rows: list[RoundMetrics], *, title: st
                 rejects=sim.reject_counts(), dimension=sim.d,
                 attack_success=sim.attack_success(), byzantine=sorted(sim.byzantine),
                 byzantine_views=sim.view_stats(), protocol_events=sim.protocol_events(),
-                final_all_peers=sim.final_evaluation(), **sim.completion(), **extra)
+                final_all_peers=sim.final_evaluation(), **sim.completion(),
+                **sim.comm_report(), **extra)
     write_json(out / "summary.json", s)
     (out / "events.jsonl").write_text(
         "".join(json.dumps(e, default=str) + "\n" for e in sim.events))

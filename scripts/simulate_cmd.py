@@ -10,12 +10,16 @@ from typing import Any
 
 from rumor.node.results import MetricsAppender, RoundMetrics
 from rumor.node.simulation import Simulation, SimulationConfig
+from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
+    COMPRESS_HELP,
     DEFAULT_TOPOLOGY,
     add_config_flag,
     add_threads_flag,
     aggregator_flag,
     attack_spec,
+    compress_help,
+    compress_spec,
     dataset_dir_flags,
     dataset_name,
     default_topology,
@@ -93,12 +97,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--test-subset", type=positive_int, default=None,
                    help="evaluate on a seeded subset of this many test samples (default: "
                    "the whole test set)")
+    p.add_argument("--compress", type=compress_spec, default=None, metavar="NAME[:k=v,...]",
+                   help=COMPRESS_HELP)
     p.add_argument("--sign", action="store_true",
                    help="sign and verify every message (slower; always on in real mode)")
     dataset_dir_flags(p)
     p.add_argument("--out", type=writable_dir, default=Path("runs/simulate"),
                    help="output directory")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_comm_flags(p)
     add_config_flag(p)
     add_threads_flag(p)
     p.set_defaults(func=run)
@@ -134,6 +141,8 @@ def config_from_args(args: argparse.Namespace) -> SimulationConfig:
         placement=args.placement,
         sybils=args.sybils,
         relay_fraction=args.relay_fraction,
+        **comm_values(args),
+        compress=None if args.compress in (None, "none") else args.compress,
     )
 
 
@@ -152,6 +161,8 @@ def run(args: argparse.Namespace) -> int:
     """Run, showing progress (ETA once a round is done); metrics.csv grows a line per
     round. Ctrl-C stops it: what was done is written (summary.json has
     ``"interrupted": true``) and the exit code is 130."""
+    if compress_help(args):
+        return 0
     cfg = config_from_args(args)
     console = make_console()
     out: Path = args.out
@@ -163,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with round_progress(console, "acc {task.fields[acc]:.3f}", label="[bold]simulate",
                             disable=args.quiet) as progress:
-            task = progress.add_task("rounds", total=cfg.rounds, acc=0.0)
+            task = progress.add_task("rounds", total=cfg.protocol_rounds, acc=0.0)
 
             def on_round(m: RoundMetrics) -> None:
                 live_csv.add(m)
@@ -179,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     wall = time.perf_counter() - t0
     summary = write_run(out, sim, rows, interrupted=interrupted, wall_time=round(wall, 3))
     if interrupted:
-        console.print(f"interrupted after {len(rows)} of {cfg.rounds} rounds; partial "
+        console.print(f"interrupted after {len(rows)} of {cfg.protocol_rounds} rounds; partial "
                       f"results -> {out}", soft_wrap=True, markup=False, highlight=False)
         return 130
     last = rows[-1] if rows else None

@@ -54,6 +54,7 @@ from rumor.node.threads import DEFAULT_THREADS, apply_threads
 from rumor.node.transport.base import Transport
 from rumor.node.transport.filtered import FilteredTransport
 from rumor.node.transport.libp2p import Libp2pTransport
+from rumor.node.transport.peer_book import BOOK_FILE
 
 log = logging.getLogger("rumor.worker")
 
@@ -94,7 +95,8 @@ class WorkerConfig:
     send_vectors: bool = True
     threads: int = DEFAULT_THREADS
     verbose: bool = False
-    relays: dict[str, str] | None = None  # peer index -> an extra bootstrap (a peer)
+    # peer index -> extra bootstrap addresses (earlier peers; a string: one address)
+    relays: dict[str, list[str] | str] | None = None
 
 
 def parse_config(text: str) -> WorkerConfig:
@@ -147,15 +149,16 @@ class Hosted:
         if relay_field:
             overrides["holds_data"] = False
         node_cfg = NodeConfig(**{**cfg.node, **overrides, "shard": spec.shard})
+        extra = (cfg.relays or {}).get(str(spec.index), [])
         self.libp2p = Libp2pTransport(
             identity,
             listen=["/ip4/127.0.0.1/tcp/0"],
             swarm=node_cfg.swarm,
-            bootstrap=[*cfg.bootstrap,
-                       *([cfg.relays[str(spec.index)]]
-                         if cfg.relays and str(spec.index) in cfg.relays else [])],
+            bootstrap=[*cfg.bootstrap, *([extra] if isinstance(extra, str) else extra)],
+            members=[extra] if isinstance(extra, str) else extra,  # launched: members
             discovery_interval=cfg.discovery_interval,
             join_stagger=cfg.join_stagger,
+            peer_book=data_dir / BOOK_FILE,
         )
         self.filter: FilteredTransport | None = None
         self.transport: Transport = self.libp2p

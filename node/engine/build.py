@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
+from rumor.aggregation.compression import parse_spec
 from rumor.aggregation.layout import Layout
 from rumor.node.attacks import parse_attack
 from rumor.node.engine.adversary import AttackAdversary, Collusion
+from rumor.node.engine.compression import CompressionHook
 from rumor.node.engine.merger import RuleMerger
 from rumor.protocols import codec
 from rumor.protocols.config import ProtocolConfig
@@ -65,7 +67,9 @@ def build_peer(
     evaluator: Evaluator | None = None,
     decode: Decode = codec.decode,
 ) -> Peer:
-    """A Peer with its merger and (when ``proto.attack`` is set) its adversary.
+    """A Peer with its merger, its compression hook (every peer decodes compressed
+    gossip; it compresses when ``proto.compress`` names a compressor) and (when
+    ``proto.attack`` is set) its adversary.
 
     ``evaluator``: the peer's own local data (per-class F1 of model vectors), provided
     by the runtime's learner; required by the rules in ``EVALUATED`` (bristle).
@@ -75,6 +79,7 @@ def build_peer(
     if needs_evaluator(proto.aggregator) and evaluator is None:
         raise ConfigError(f"aggregator {proto.aggregator!r} needs the peer's evaluator")
     s = peer_seed(identity.peer_id) if seed is None else seed
+    spec = parse_spec(proto.compress)
     vcfg = ValidationConfig(
         swarm=proto.swarm,
         shape=(dimension,),
@@ -104,7 +109,14 @@ def build_peer(
         polyak_beta=proto.effective_polyak_beta(),
         keep_raw=merger.forwards,
         seed=s,
+        schedule=proto.schedule,
+        gossip_steps=proto.gossip_steps,
+        final_merge=proto.final_merge,
+        feedback=spec.feedback if spec is not None else "ef",
+        eta=spec.eta if spec is not None else 1.0,
+        gamma=spec.gamma if spec is not None else 1.0,
     )
     return Peer(identity, pcfg, merger=merger,
                 adversary=make_adversary(proto, view=view, seed=s, collusion=collusion,
-                                         member=member), decode=decode)
+                                         member=member),
+                compression=CompressionHook(spec, layout, s), decode=decode)

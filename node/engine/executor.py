@@ -6,6 +6,8 @@
       Merge(r, ...)         -> outcome = peer.merger.merge(backend.own_model(), cmd)
                                backend.log(each outcome event); backend.adopt(r, vector)
                                then MergeDone(r, vector, now, forward, rejected)
+                               (a ``local`` Merge, a round without communication, skips
+                               the merger: the outcome is the own model)
       AdoptModel(r, v)      -> backend.adopt(r, v); then MergeDone(r, v, now)
       Finished(r)           -> backend.finished(r)
       Log(event, fields)    -> backend.log(event, fields)
@@ -22,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import numpy as np
+
 from rumor.protocols.errors import RumorError
 from rumor.protocols.events import (
     AdoptModel,
@@ -37,6 +41,7 @@ from rumor.protocols.events import (
     TrainingHints,
     Vector,
 )
+from rumor.protocols.hooks import MergeOutcome
 from rumor.protocols.peer import Peer
 
 
@@ -84,9 +89,12 @@ class CommandExecutor:
             elif isinstance(c, StartTraining):
                 b.start_training(c.round, c.hints)
             elif isinstance(c, Merge):
-                if self.peer.merger is None:
+                if c.local:
+                    outcome = MergeOutcome(np.array(b.own_model(), dtype=np.float32))
+                elif self.peer.merger is None:
                     raise RumorError("this peer has no merger (build it with build_peer)")
-                outcome = self.peer.merger.merge(b.own_model(), c)
+                else:
+                    outcome = self.peer.merger.merge(b.own_model(), c)
                 for name, fields in outcome.events:
                     self.peer.counters[name] += 1
                     b.log(name, fields)

@@ -11,8 +11,15 @@ with three guarantees on top of the rule:
   ``small_view`` event (counted by the runtime); a run never aborts on it;
 - poison through overflow is not adopted: if x_new holds NaN/Inf or |x| > max_abs,
   the previous model is kept and the outcome is ``rejected``;
+- a ``step`` below 1 (compressed gossip's gamma) moves only that far:
+  x_new = own + step (x_rule - own);
 - gossiping defenses (SybilWall) get the relayed vectors before the merge and their
   picks to forward come back as ``forward``.
+
+A final-merge step (``Merge.final``, rumor.protocols.schedule) is gossip averaging
+whatever the rule: x_new = mean({own} ∪ updates), equal weights, no defense (its state
+is left as it was); the poison guard still applies. Its goal is the global average of
+all models, which a robust rule does not compute.
 """
 
 from __future__ import annotations
@@ -73,6 +80,10 @@ class RuleMerger:
     def merge(self, own: Vector, cmd: Merge) -> MergeOutcome:
         own_t = torch.from_numpy(np.ascontiguousarray(own, dtype=np.float32))
         events: list[tuple[str, dict[str, Any]]] = []
+        if cmd.final:
+            vecs = [own_t, *(torch.from_numpy(np.array(u.vector, dtype=np.float32))
+                             for u in cmd.updates)]
+            return self._guard(torch.stack(vecs).mean(0), own_t, (), events, cmd.round)
         receive = getattr(self.defense, "receive", None)
         if receive is not None and cmd.forwarded:
             receive([Forwarded(r.origin, r.round, torch.from_numpy(
@@ -98,9 +109,16 @@ class RuleMerger:
             forward = tuple(Relay(x.origin, x.round, x.hops) for x in take())
         if out is None:
             return MergeOutcome(own_t.numpy().copy(), forward, True, tuple(events))
+        if cmd.step != 1.0:  # Choco's consensus step (compressed gossip)
+            out = own_t + cmd.step * (out.to(torch.float32) - own_t)
+        return self._guard(out, own_t, forward, events, cmd.round)
+
+    def _guard(self, out: torch.Tensor, own_t: torch.Tensor, forward: tuple[Relay, ...],
+               events: list[tuple[str, dict[str, Any]]], round_: int) -> MergeOutcome:
+        """Adopt ``out`` unless it is not finite or absurdly large (keep own)."""
         if not bool(torch.isfinite(out).all()) or (
                 out.numel() > 0 and float(out.abs().max()) > self.max_abs):
-            events.append(("poisoned_merge", {"round": cmd.round}))
+            events.append(("poisoned_merge", {"round": round_}))
             return MergeOutcome(own_t.numpy().copy(), forward, True, tuple(events))
         return MergeOutcome(out.detach().to(torch.float32).numpy(), forward, False,
                             tuple(events))

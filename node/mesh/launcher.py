@@ -45,6 +45,7 @@ import contextlib
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import sys
@@ -65,6 +66,7 @@ from rumor.node.model_io import layout_from_json, save_model
 from rumor.node.results import (
     LayerVariance,
     RoundMetrics,
+    final_merge_report,
     layer_variance,
     summary,
     write_json,
@@ -86,9 +88,10 @@ __all__ = [
     "default_per_process",
 ]
 
-MAX_PER_PROCESS_AUTO = 8  # 64 peers in 8 processes; ~0.3 GB of torch per process
+MAX_PER_PROCESS_AUTO = 24  # 256 peers in 11 processes; ~0.47 GB of torch & co. a process
 LINE_LIMIT = 256 << 20  # a round event carries the model vector (base64)
 RELAY_ABOVE = 16  # peers; see Mesh.spawn_workers
+BOOTSTRAP_PEERS = 8  # earlier peers each later peer bootstraps through (above RELAY_ABOVE)
 SHUTDOWN_GRACE = 20.0
 
 Notice = Callable[[str, str], None]  # (level: "info" | "warning" | "error", text)
@@ -97,8 +100,10 @@ RowSink = Callable[[RoundMetrics], None]
 
 def default_per_process(peers: int, cpus: int | None = None) -> int:
     """K: one process per core (imports and training of a process share one GIL), but
-    at most 8 peers a process (their hosts share it too). 2 cores: 8 peers -> 2 x 4,
-    64 peers -> 8 x 8. Each process pays ~0.3 GB for torch; a peer ~30-60 MB more."""
+    at most 24 peers a process (their hosts share its GIL: at 32 a process, discovery
+    starved on a loaded 2-core box). 2 cores: 8 peers -> 2 x 4, 64 -> 3 x 24 (the last
+    16), 256 -> 11 x 24. A process pays ~0.47 GB (torch, libp2p, the dataset, the first
+    torch ops); a peer a few MB more (benchmarks/launch_scale.py)."""
     cores = cpus or os.cpu_count() or 2
     return max(1, min(MAX_PER_PROCESS_AUTO, math.ceil(peers / cores)))
 
@@ -489,18 +494,25 @@ class Mesh:
         """Start the worker processes, K peers each.
 
         Above RELAY_ABOVE peers, py-libp2p 0.8.1's bootstrap (~12 concurrent DHT
-        streams) cannot serve everyone's first lookups: the first worker starts alone,
-        and once its peers are up each later peer also bootstraps through one of them
-        (round robin), so DHT records and lookups spread over those peers.
+        streams) cannot serve everyone's first lookups, and it should not be the one
+        door into the mesh: the first worker starts alone, and once its peers are up
+        every later peer also bootstraps through BOOTSTRAP_PEERS (8) different peers
+        that are up by then (a seeded random choice), so DHT records and lookups spread
+        over those peers and the mesh keeps its entry points if any one of them (or
+        the bootstrap node) goes. They are known swarm members too: the peer dials them
+        as neighbours at once instead of waiting for its DHT lookups (at 256 peers on a
+        loaded 2-core box half the later peers found nobody through the DHT alone).
         """
         groups = [list(range(s, min(s + self.k, self.n))) for s in range(0, self.n, self.k)]
-        relays: list[str] = []
         for w, indices in enumerate(groups):
             if w == 1 and self.n > RELAY_ABOVE:
-                relays = await self._first_worker_addrs(groups[0])
+                await self._first_worker_addrs(groups[0])
             cfg = self.worker_config(indices)
-            if relays:
-                cfg["relays"] = {str(i): relays[i % len(relays)] for i in indices}
+            up = [p.addrs[0] for p in self.peers[: indices[0]] if p.ready and p.addrs]
+            if up and self.n > RELAY_ABOVE:
+                take = min(BOOTSTRAP_PEERS, len(up))
+                rng = random.Random(self.node_cfg.seed * 1_000_003 + w)
+                cfg["relays"] = {str(i): rng.sample(up, take) for i in indices}
             await self._spawn(w, indices, cfg, f"worker-{w}.log")
 
     def kill_peer(self, i: int) -> None:
@@ -810,8 +822,15 @@ class Mesh:
             stopped=self.stop_reason,
             interrupted=self.stop_reason in ("interrupted", "terminated"),
             errors=self.errors,
+            **self._comm_report(),
             **self.summary_extra(),
         )
+
+    def _comm_report(self) -> dict[str, Any]:
+        """summary.json's ``plan`` and ``final_merge`` (as the simulator writes them)."""
+        proto = self.node_cfg.protocol()
+        return {"plan": proto.plan().describe(),
+                "final_merge": final_merge_report(self.metrics.rows, proto.final_merge)}
 
     # ------------------------------------------------------------------ the run
     async def run(

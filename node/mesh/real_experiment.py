@@ -100,7 +100,7 @@ def event_round(ev: TimelineEvent, period: float) -> int:
 
 def default_wall_cap(cfg: SimulationConfig) -> float:
     """Seconds: start-up (torch imports, DHT) plus a generous bound per round."""
-    return 120.0 + 5.0 * cfg.peers + cfg.rounds * max(10.0, 2.0 * cfg.round_timeout)
+    return 120.0 + 5.0 * cfg.peers + cfg.protocol_rounds * max(10.0, 2.0 * cfg.round_timeout)
 
 
 def save_identity(data_dir: Path, identity: Identity) -> None:
@@ -154,6 +154,9 @@ def node_config_for(cfg: SimulationConfig, swarm: str, holders: int) -> NodeConf
         "fanout": cfg.fanout,
         "topology_imposed": True,  # min_updates / fanout None: all graph neighbours
         "polyak_beta": cfg.polyak_beta,
+        "schedule": cfg.schedule, "gossip_steps": cfg.gossip_steps,
+        "final_merge": cfg.final_merge, "optimizer": cfg.optimizer,
+        "compress": cfg.compress,
     }
     if cfg.rule_params and "rule_params" in _NODE_FIELDS:
         values["rule_params"] = dict(cfg.rule_params)
@@ -225,7 +228,7 @@ class RealExperiment:
                 base=options.base,
                 keep=options.keep,
                 per_process=1,
-                rounds=cfg.rounds,
+                rounds=cfg.protocol_rounds,
                 ready_timeout=options.ready_timeout or 120.0 + 5.0 * n,
                 ready_neighbours=tuple(len(self.neighbours[i]) for i in range(n)),
                 wall_cap=self.wall_cap,

@@ -94,6 +94,7 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import trio
@@ -109,6 +110,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from multiaddr import Multiaddr
 from multiaddr.protocols import P_P2P
 
+from rumor.node.transport.addresses import advertised
 from rumor.node.transport.base import (
     DEFAULT_MAX_MESSAGE,
     PeerConnected,
@@ -119,6 +121,7 @@ from rumor.node.transport.base import (
     new_frame_rejects,
 )
 from rumor.node.transport.mdns import MdnsDiscovery
+from rumor.node.transport.peer_book import PeerBook
 from rumor.node.transport.reachability import (
     Reachability,
     ReachabilityConfig,
@@ -150,6 +153,7 @@ _READ_CHUNK: Final = 1 << 20
 _MAX_FRAME_FIELD: Final = (1 << 32) - 1
 DEFAULT_FRAME_STALL_TIMEOUT: Final = 15.0
 DEFAULT_MIN_FRAME_RATE: Final = 64 * 1024.0
+DEFAULT_TARGET_MEMBERS: Final = 24
 
 
 def encode_frame_header(length: int) -> bytes:
@@ -382,6 +386,20 @@ class Libp2pTransport:
         usually far smaller, so it binds only under attack or for very large models).
     frame_stall_timeout: seconds without a byte inside a begun frame before its stream
         is reset (``stalled``).
+    announce_addrs: extra addresses others should dial (a public IP, a port forward),
+        advertised before the listen addresses; an unspecified listen IP (0.0.0.0, ::)
+        is advertised as this machine's interface addresses (node.transport.addresses).
+    target_members: discovery dials new members only while fewer than this many are
+        connected (members that dial us count too and are always accepted): in a swarm
+        of hundreds every peer keeps a random ~24-48 neighbours, not hundreds of
+        connections (each costs memory, yamux and identify traffic).
+    members: multiaddrs (with ``/p2p/<id>``) of peers known to be swarm members (a
+        launcher knows its peers): dialled as members in the first discovery round, like
+        the peer book's, without waiting for the DHT.
+    peer_book: a file (``DATA_DIR/known_peers.json``) where the swarm members met are
+        remembered (node.transport.peer_book); a restarted peer dials them in its first
+        discovery round, and again whenever it has no member left, so it rejoins
+        without any bootstrap.
     min_frame_rate: bytes/s below which a frame counts as stalled even if it trickles
         (the frame may take ``frame_stall_timeout + length / min_frame_rate`` s);
         ``None`` disables this.
@@ -411,6 +429,10 @@ class Libp2pTransport:
         max_inflight_total: int | None = None,
         frame_stall_timeout: float = DEFAULT_FRAME_STALL_TIMEOUT,
         min_frame_rate: float | None = DEFAULT_MIN_FRAME_RATE,
+        announce_addrs: Sequence[str] = (),
+        peer_book: Path | None = None,
+        target_members: int = DEFAULT_TARGET_MEMBERS,
+        members: Sequence[str] = (),
         reachability: ReachabilityConfig | None = None,
         mdns: bool = False,
     ) -> None:
@@ -439,6 +461,12 @@ class Libp2pTransport:
         self._identity = identity
         self._id: PeerId = identity.peer_id
         self._listen = [Multiaddr(a) for a in listen]
+        self._announce_addrs: list[Multiaddr] = []
+        for addr in announce_addrs:
+            maddr, pid = _split_p2p(addr)
+            if pid is not None and pid != self._id:
+                raise ValueError(f"announce address {addr!r} names another peer")
+            self._announce_addrs.append(maddr)
         self._swarm = swarm
         self._key = _swarm_key(swarm)
         self._bootstrap: list[tuple[Multiaddr, str]] = []
@@ -448,6 +476,20 @@ class Libp2pTransport:
                 raise ValueError(f"bootstrap address {addr!r} lacks /p2p/<peer id>")
             if pid != self._id:
                 self._bootstrap.append((maddr, pid))
+        self._book = None if peer_book is None else PeerBook(peer_book, identity, swarm)
+        self._remembered = [] if self._book is None else self._book.load()
+        known = {peer for peer, _ in self._remembered}
+        for addr in members:  # known members first: dialled like remembered ones
+            maddr, pid = _split_p2p(addr)
+            if pid is None:
+                raise ValueError(f"member address {addr!r} lacks /p2p/<peer id>")
+            if pid != self._id and pid not in known:
+                known.add(pid)
+                self._remembered.insert(0, (pid, (str(maddr),)))
+        self._isolated_warned = False
+        if target_members < 1:
+            raise ValueError("target_members must be at least 1")
+        self._target_members = target_members
         self._discovery_interval = discovery_interval
         self._announce = announce
         self._join_stagger = join_stagger
@@ -488,6 +530,7 @@ class Libp2pTransport:
         self._conn_since: dict[str, float] = {}
         self._out_streams: dict[str, Any] = {}
         self._send_locks: dict[str, Any] = {}
+        self._dial_locks: dict[str, Any] = {}
         self._dial_backoff: dict[str, tuple[float, int, frozenset[str]]] = {}
         self._last_provide = -1e18
         self._bootstrap_connected: set[str] = set()
@@ -499,6 +542,10 @@ class Libp2pTransport:
     @property
     def local_id(self) -> PeerId:
         return self._id
+
+    def remembered_peers(self) -> list[PeerId]:
+        """Members loaded from the peer book at construction (most recent first)."""
+        return [peer for peer, _ in self._remembered]
 
     def listen_addrs(self) -> list[str]:
         """Where others dial us, each with our ``/p2p/<id>`` part."""
@@ -737,7 +784,12 @@ class Libp2pTransport:
             key_pair=key_pair,
             listen_addrs=self._listen,
             muxer_preference="YAMUX",
-            connection_config=ConnectionConfig(max_connections_per_peer=1),
+            # No auto-connector: by default 0.8.1 dials peer-store entries (every DHT
+            # peer ever heard of) until ~200 connections are open, every 30 s; a 256-peer
+            # launch then ran near-cliques. Discovery (target_members) decides instead.
+            connection_config=ConnectionConfig(max_connections_per_peer=1, min_connections=0,
+                                               low_watermark=0, high_watermark=0),
+            addrs_factory=lambda found: advertised(found, self._announce_addrs),
         )
         if str(host.get_id()) != self._id:
             raise TransportError(f"libp2p PeerID {host.get_id()} differs from identity {self._id}")
@@ -777,6 +829,7 @@ class Libp2pTransport:
                         await trio.to_thread.run_sync(self._mdns.stop)
                 with trio.move_on_after(self._close_timeout) as scope:
                     scope.shield = True
+                    self._save_book(force=True)
                     await self._close_streams()
                     await host.close()
 
@@ -824,6 +877,8 @@ class Libp2pTransport:
         if inbound:
             self._inbound_only.add(peer)
         shown = tuple(addrs) or self._peer_addrs(peer)
+        if self._book is not None:
+            self._book.met(peer, shown)
         logger.info("peer %s connected (%s)%s", peer, ", ".join(shown),
                     " inbound" if inbound else "")
         self._emit(PeerConnected(peer, shown, inbound=inbound))
@@ -1054,36 +1109,64 @@ class Libp2pTransport:
         self._host.get_network().unblock_peer(pid)
 
     async def _dial(self, pid: Any, maddrs: Sequence[Multiaddr]) -> None:
+        """Connect to ``pid``; with ``maddrs``, at exactly those addresses.
+
+        Dials of one peer are serialized (a lock per peer), and given direct addresses
+        are dialled directly (``Swarm.dial_addr``), not through the peer store: a DHT
+        response or another dial may put a restarted peer's stale address back into
+        the store at any moment, and libp2p's negative dial cache may hold the peer,
+        so dialling "whatever the store says" raced with them (issue 10). Only a dial
+        without addresses (a peer that dialled us) uses the store. A peer with relay
+        (``/p2p-circuit``) addresses is behind NAT: we go through the relay first and
+        let DCUtR find a direct link; its own addresses would only stall us.
+        """
         peer = str(pid)
-        if self._is_connected(peer):
-            return
-        if maddrs:
-            self._replace_addrs(pid, maddrs)
-        else:
+        lock = self._dial_locks.setdefault(peer, trio.Lock())
+        async with lock:
+            if self._is_connected(peer):
+                return
             self._host.get_network().unblock_peer(pid)
-        direct = [m for m in maddrs if not is_circuit(m)]
-        circuits = [
-            Multiaddr(f"{m}/p2p/{peer}") for m in maddrs if is_circuit(m)
-        ] if self._reach is not None else []
-        try:
-            if circuits and self._reach is not None:
-                # a peer with relay addresses is behind NAT: its own addresses would
-                # only stall us; go through the relay and let DCUtR find a direct link
-                try:
-                    with trio.fail_after(self._connect_timeout * 2):
-                        await self._reach.dial_circuit(pid, circuits)
-                    return
-                except Exception:
-                    if not direct:
-                        raise
-            with trio.fail_after(self._connect_timeout):
-                await self._host.connect(PeerInfo(pid, direct))
-        except Exception:
-            self.stats.dial_failures += 1
-            raise
-        if maddrs:
-            # host.connect adds them with a 120 s TTL; keep them without expiry.
-            self._replace_addrs(pid, maddrs)
+            direct = [m for m in maddrs if not is_circuit(m)]
+            circuits = [
+                Multiaddr(f"{m}/p2p/{peer}") for m in maddrs if is_circuit(m)
+            ] if self._reach is not None else []
+            try:
+                if circuits and self._reach is not None:
+                    if maddrs:
+                        self._replace_addrs(pid, maddrs)
+                    try:
+                        with trio.fail_after(self._connect_timeout * 2):
+                            await self._reach.dial_circuit(pid, circuits)
+                        return
+                    except Exception:
+                        if not direct:
+                            raise
+                with trio.fail_after(self._connect_timeout):
+                    if direct:
+                        await self._dial_addrs(pid, direct)
+                    else:
+                        await self._host.connect(PeerInfo(pid, []))
+            except Exception:
+                self.stats.dial_failures += 1
+                raise
+            if maddrs:  # they work: later dials (sends, DHT) find them in the store
+                self._replace_addrs(pid, maddrs)
+
+    async def _dial_addrs(self, pid: Any, maddrs: Sequence[Multiaddr]) -> None:
+        """Dial the given addresses in turn until one connects (the store is not read)."""
+        network = self._host.get_network()
+        last: Exception | None = None
+        for maddr in maddrs:
+            try:
+                conn = await network.dial_addr(maddr, pid)
+            except Exception as exc:
+                last = exc
+                continue
+            started = getattr(conn, "event_started", None)
+            if isinstance(started, trio.Event):
+                await started.wait()
+            return
+        raise TransportError(f"no address of {pid} answered: {last!r}")
 
     async def _connect_member(self, pid: Any, maddrs: Sequence[Multiaddr]) -> None:
         peer = str(pid)
@@ -1141,7 +1224,52 @@ class Libp2pTransport:
             if await self._retry(f"bootstrap dial {peer}", dial, self._connect_timeout):
                 rejoined = True
                 await self._dht.routing_table.add_peer(pid, skip_server_mode_check=True)
+        if self._remembered and (self.stats.discovery_rounds == 1 or not self._live):
+            rejoined = await self._rejoin_remembered() or rejoined
+        isolated = (self._announce and not self._live
+                    and bool(self._bootstrap or self._remembered)
+                    and not any(self._is_connected(p) for _, p in self._bootstrap))
+        if isolated and not self._isolated_warned:
+            logger.warning(
+                "%s: no bootstrap peer and no remembered member reachable (%s); "
+                "still trying every %.0f s", self._id,
+                ", ".join(str(m) for m, _ in self._bootstrap) or "no bootstrap",
+                self._discovery_interval or 5.0)
+        self._isolated_warned = isolated
         return rejoined
+
+    async def _rejoin_remembered(self) -> bool:
+        """Dial the members of the peer book; they join the DHT routing table."""
+        joined = False
+        limiter = trio.CapacityLimiter(8)
+
+        async def one(peer: str, addrs: tuple[str, ...]) -> None:
+            nonlocal joined
+            if peer == self._id:
+                return
+            async with limiter:
+                self._members.add(peer)
+                await self._adopt(peer, [addrs] if addrs else [])
+            if self._is_connected(peer):
+                joined = True
+                with contextlib.suppress(Exception):
+                    await self._dht.routing_table.add_peer(
+                        ID.from_base58(peer), skip_server_mode_check=True)
+
+        async with trio.open_nursery() as nursery:
+            for peer, addrs in self._remembered[: self._target_members]:
+                nursery.start_soon(one, peer, addrs)
+        return joined
+
+    def _save_book(self, *, force: bool = False) -> None:
+        """Refresh the live members' addresses in the peer book and write it if changed."""
+        book = self._book
+        if book is None:
+            return
+        for peer in list(self._live):
+            book.met(peer, self._peer_addrs(peer))
+        if book.dirty or force:
+            book.save()
 
     async def _discover_round(self) -> list[str]:
         """One round: join, announce, look up the swarm key, dial, tidy connections."""
@@ -1163,10 +1291,10 @@ class Libp2pTransport:
         found = await self._find_providers()
         t2 = trio.current_time()
         async with trio.open_nursery() as nursery:
-            for peer, addr_sets in found.items():
-                self._members.add(peer)
+            for peer, addr_sets in self._to_adopt(found):
                 nursery.start_soon(self._adopt, peer, addr_sets)
         await self._close_query_connections()
+        self._save_book()
         logger.debug(
             "discovery round: %d members; join+provide %.2f s, lookup %.2f s, dial %.2f s",
             len(found),
@@ -1220,6 +1348,19 @@ class Libp2pTransport:
             for pid in targets:
                 nursery.start_soon(ask, pid)
         return results
+
+    def _to_adopt(self, found: dict[str, list[tuple[str, ...]]]
+                  ) -> list[tuple[str, list[tuple[str, ...]]]]:
+        """The found members to (re)connect: those connected already, plus random new
+        ones while fewer than ``target_members`` are live (inbound ones count), so a
+        big swarm is a random graph of bounded degree instead of a clique."""
+        for peer in found:
+            self._members.add(peer)
+        have = [(p, a) for p, a in found.items() if self._is_connected(p)]
+        new = [(p, a) for p, a in found.items() if not self._is_connected(p)]
+        random.shuffle(new)
+        room = max(0, self._target_members - len(self._live))
+        return have + new[:room]
 
     async def _adopt(self, peer: str, addr_sets: list[tuple[str, ...]]) -> None:
         """Connect to a discovered member unless connected or backing off."""

@@ -18,12 +18,16 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from rumor.aggregation.layout import single_tensor_layout
+from rumor.node.engine.compression import CompressionHook
 from rumor.protocols import codec
 from rumor.protocols.errors import RejectedMessage
 from rumor.protocols.messages import (
+    COMPRESSED_KINDS,
     MODEL_KINDS,
     RECORD_KINDS,
     Body,
+    CompressedBody,
     EmptyBody,
     Kind,
     ModelBody,
@@ -44,7 +48,8 @@ _INTERESTING = [
 def validator() -> Validator:
     """What a receiver of SHAPE float32 models in SWARM checks (no flood limit)."""
     return Validator(ValidationConfig(swarm=SWARM, shape=SHAPE, flood_rate=1e12,
-                                      flood_burst=1e12, max_lag=1_000_000))
+                                      flood_burst=1e12, max_lag=1_000_000),
+                     CompressionHook.from_text(None, single_tensor_layout(SHAPE[0])))
 
 
 def seed_messages(rng: random.Random, count: int = 24) -> list[bytes]:
@@ -62,6 +67,8 @@ def seed_messages(rng: random.Random, count: int = 24) -> list[bytes]:
             inner = codec.encode(Kind.UPDATE, swarm=SWARM, sender=ident(9), round_=i, seq=i + 1,
                                  sent_at=0.0, body=ModelBody(TensorPayload.from_array(vec), 3))
             body = RecordBody(inner, 1 + i % 3)
+        elif kind in COMPRESSED_KINDS:
+            body = CompressedBody("full", SHAPE[0], vec.astype("<f4").tobytes(), i % 3)
         else:
             body = EmptyBody()
         out.append(codec.encode(kind, swarm=SWARM, sender=sender, round_=i, seq=i + 1,

@@ -35,7 +35,7 @@ def test_three_peers_on_one_lan_find_each_other_with_mdns_and_train(tmp_path: Pa
         try:
             for i, (ns, ip) in enumerate(zip(lab.hosts, lab.ips, strict=True)):
                 peers.append(NsPeer(lab, ns, RUMOR, [
-                    "--listen", f"/ip4/{ip}/tcp/4001", "--data-dir", str(tmp_path / f"p{i}"),
+                    "--listen", f"/ip4/{ip}/tcp/4001", "--node-dir", str(tmp_path / f"p{i}"),
                     "--shard", str(i), *LEARN,
                 ], str(tmp_path / f"p{i}.log")))
             for p in peers:

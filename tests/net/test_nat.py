@@ -42,7 +42,7 @@ def test_two_peers_behind_two_nats_train_together_through_a_relay(tmp_path: Path
         try:
             relay = NsPeer(lab, lab.pub, RUMOR, [
                 "--relay", "--listen", f"/ip4/{lab.PUB_IP}/tcp/4001",
-                "--data-dir", str(tmp_path / "relay"), "--shard", "0", *LEARN,
+                "--node-dir", str(tmp_path / "relay"), "--shard", "0", *LEARN,
             ], str(tmp_path / "relay.log"))
             peers.append(relay)
             boot = f"/ip4/{lab.PUB_IP}/tcp/4001/p2p/{relay_id}"  # all three start at once
@@ -50,7 +50,7 @@ def test_two_peers_behind_two_nats_train_together_through_a_relay(tmp_path: Path
             for i, side in enumerate(("a", "b"), start=1):
                 nated[side] = NsPeer(lab, lab.hosts[side], RUMOR, [
                     "--listen", f"/ip4/{lab.HOST_IPS[side]}/tcp/4001", "--bootstrap", boot,
-                    "--data-dir", str(tmp_path / side), "--shard", str(i), *LEARN,
+                    "--node-dir", str(tmp_path / side), "--shard", str(i), *LEARN,
                 ], str(tmp_path / f"{side}.log"))
                 peers.append(nated[side])
             a, b = nated["a"], nated["b"]

@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from rumor.protocols import codec
 from rumor.protocols.errors import RejectedMessage
 from rumor.protocols.messages import (
+    COMPRESSED_KINDS,
     MODEL_KINDS,
     RECORD_KINDS,
     Body,
+    CompressedBody,
     EmptyBody,
     Kind,
     ModelBody,
@@ -148,9 +150,12 @@ def test_sample_count_and_shape_are_signed() -> None:
 def _bodies() -> dict[Kind, Body]:
     model = ModelBody(TensorPayload.from_array(np.ones((2, 3), np.float32)), 4)
     inner = update_bytes(ident(3), np.ones(3, np.float32))
+    diff = CompressedBody("quant", 5, b"\x01" * 5, base=3, num_samples=4, bits=8, block=4,
+                          scales=np.ones(2, "<f4").tobytes())
     return {
         kind: model if kind in MODEL_KINDS
         else RecordBody(inner, 2) if kind in RECORD_KINDS
+        else diff if kind in COMPRESSED_KINDS
         else EmptyBody()
         for kind in Kind
     }

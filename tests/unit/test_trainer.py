@@ -151,3 +151,46 @@ def test_bad_arguments_are_rejected(digits: Dataset) -> None:
     tr = BatchedTrainer("mlp", digits.input_shape, 10, digits, lr=0.1)
     with pytest.raises(ValueError):
         tr.train(torch.zeros(2, 5), [np.arange(3)] * 2, seed=0)
+
+
+def test_one_trainer_used_by_two_threads_at_once_trains_and_evaluates_correctly(
+        digits: Dataset) -> None:
+    """A real peer evaluates a merge (engine thread) while a training runs (another
+    thread), and a catch-up starts a new training while the old one is in flight:
+    functional_call swaps tensors into the shared module, so without the trainer's
+    lock the other thread's grad saw non-grad tensors ("One of the differentiated
+    Tensors does not require grad"; a late joiner crashed with it on the mesh)."""
+    import threading
+
+    parts = split_indices(digits.y_train.numpy(), 4, "iid", seed=0)
+    tr = BatchedTrainer("mlp", digits.input_shape, 10, digits, lr=0.1, batch_size=8)
+    params = init_params("mlp", digits.input_shape, 10, 0)[None]
+    expected = tr.train(params, parts[:1], seed=1, round=0)
+    errors: list[BaseException] = []
+    results: list[torch.Tensor] = []
+    stop = threading.Event()
+
+    def train() -> None:
+        try:
+            for _ in range(60):
+                results.append(tr.train(params, parts[:1], seed=1, round=0))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    def evaluate() -> None:
+        try:
+            while not stop.is_set():
+                tr.evaluate(params, digits.x_test, digits.y_test)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=train), threading.Thread(target=train),
+               threading.Thread(target=evaluate)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert len(results) == 120 and all(torch.equal(r, expected) for r in results)
