@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PKGS   := node protocols aggregation topology scripts
 
-.PHONY: run test test-all test-tools lint typecheck bench simulate clean
+.PHONY: run test test-all test-tools lint typecheck bench bench-gossipy simulate clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -42,6 +42,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.codec
 	$(BIN)/python -m benchmarks.simulator
+
+# gossipy-dfl 0.0.1 side by side with the simulator (installs the bench-only extra)
+bench-gossipy: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m benchmarks.gossipy_vs_rumor
 
 clean:
 	rm -rf $(VENV) .typecheck .pytest_cache .mypy_cache .ruff_cache

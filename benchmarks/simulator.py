@@ -18,6 +18,7 @@ import torch
 from rumor.node.data import load_dataset, split_indices
 from rumor.node.models import build_model, flatten_params, unflatten_into
 from rumor.node.simulation import Simulation, SimulationConfig
+from rumor.node.threads import DEFAULT_THREADS, apply_threads
 from rumor.topology import build_topology
 
 
@@ -66,8 +67,9 @@ def main() -> None:
     ap.add_argument("--peers", type=int, nargs="+", default=[100, 500])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--naive-peers", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch threads")
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    apply_threads(args.threads)
     ours(20, 1)  # warm up torch.func once, outside the timings
     base = naive(args.naive_peers, args.rounds)
     print(f"naive per-peer loop, {args.naive_peers} peers: {base:8.0f} peer-rounds/s (baseline)")

@@ -20,6 +20,7 @@ from rumor.node.bristle import METHODS, PRESET, compare, method_config
 from rumor.node.scenario import load_scenario
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.options import (
+    add_threads_flag,
     existing_file,
     nonneg_int,
     positive_int,
@@ -50,6 +51,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--seed", type=seed_int, default=None, help="seed (default: the scenario's)")
     p.add_argument("--out", type=writable_dir, default=Path("runs/bristle"),
                    help="output directory")
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 

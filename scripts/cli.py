@@ -7,6 +7,7 @@ OSError on a path the user gave), 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -14,24 +15,36 @@ from pathlib import Path
 from typing import Any
 
 from rumor.protocols.errors import ConfigError, RumorError
-from rumor.scripts import (
-    bristle_cmd,
-    comm_cmd,
-    compare_cmd,
-    dashboard_cmd,
-    data_cmd,
-    experiment_cmd,
-    export_cmd,
-    join_cmd,
-    launch_cmd,
-    modest_cmd,
-    peers_cmd,
-    robustness_cmd,
-    simulate_cmd,
-    status_cmd,
-    stop_cmd,
-)
 from rumor.scripts.options import HelpFormatter
+
+# name -> (module, one-line help). A module is imported only when its subcommand is
+# chosen, so `rumor --help` loads no torch/libp2p and `rumor simulate` no libp2p/Bristle.
+# The help here must equal the one the module registers (tests/unit/test_cli_lazy.py).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": ("rumor.scripts.simulate_cmd",
+                 "simulate N peers in one process (virtual clock, deterministic from --seed)"),
+    "data": ("rumor.scripts.data_cmd", "prepare and list datasets"),
+    "join": ("rumor.scripts.join_cmd", "run one peer that joins (or starts) a live mesh"),
+    "compare": ("rumor.scripts.compare_cmd",
+                "run the same simulation under several aggregators"),
+    "experiment": ("rumor.scripts.experiment_cmd",
+                   "run scenario files (disasters, churn, partitions)"),
+    "launch": ("rumor.scripts.launch_cmd",
+               "start N peers on this machine (real libp2p on loopback) and watch them train"),
+    "bristle": ("rumor.scripts.bristle_cmd", "Bristle vs averaging: accuracy on unseen classes"),
+    "modest": ("rumor.scripts.modest_cmd", "MoDeST: sampled training rounds under churn"),
+    "robustness": ("rumor.scripts.robustness_cmd",
+                   "regenerate the Byzantine/Sybil robustness tables"),
+    "status": ("rumor.scripts.status_cmd", "a table of every peer of a running mesh"),
+    "peers": ("rumor.scripts.peers_cmd", "list the peers of a launch, or a peer's neighbours"),
+    "stop": ("rumor.scripts.stop_cmd", "stop a running launch cleanly"),
+    "export": ("rumor.scripts.export_cmd",
+               "write a running peer's model to a .safetensors or .pt file"),
+    "dashboard": ("rumor.scripts.dashboard_cmd",
+                  "replay a finished run (metrics.csv + events.jsonl) on the web dashboard"),
+    "comm-study": ("rumor.scripts.comm_cmd",
+                   "communication schedules, the final merge and DFedSAM (docs/results.md)"),
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,28 +59,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"rumor: error: {_one_line(message)} (see '{self.prog} --help')\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand argv names: its first token that is not an option (the top-level
+    parser has no option that takes a value), or None."""
+    for token in argv:
+        if token == "--":
+            return None
+        if not token.startswith("-"):
+            return token if token in COMMANDS else None
+    return None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``rumor`` parser with every subcommand listed; only ``command``'s module is
+    imported and given its full set of flags (all of them when ``command`` is "*")."""
     parser = _Parser(
         prog="rumor",
         description="Decentralized gossip learning: signed model updates, robust merging.",
     )
     parser.add_argument("--version", action="version", version=f"rumor {version()}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    simulate_cmd.add_parser(sub)
-    data_cmd.add_parser(sub)
-    join_cmd.add_parser(sub)
-    compare_cmd.add_parser(sub)
-    experiment_cmd.add_parser(sub)
-    launch_cmd.add_parser(sub)
-    bristle_cmd.add_parser(sub)
-    modest_cmd.add_parser(sub)
-    robustness_cmd.add_parser(sub)
-    status_cmd.add_parser(sub)
-    peers_cmd.add_parser(sub)
-    stop_cmd.add_parser(sub)
-    export_cmd.add_parser(sub)
-    dashboard_cmd.add_parser(sub)
-    comm_cmd.add_parser(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if command in (name, "*"):
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
@@ -94,9 +110,11 @@ def _with_config(parser: argparse.ArgumentParser, args: argparse.Namespace,
     """Parse again with the --config file's values as defaults (flags still win)."""
     from rumor.scripts.config_file import config_defaults
 
-    subs = _subparsers(parser)
-    sub = subs[args.command]
-    values, skipped = config_defaults(sub, args.command, args.config, subs)
+    sub = _subparsers(parser)[args.command]
+    # the file may hold other commands' keys: their full parsers say which (this imports
+    # every subcommand, only when a --config file is given)
+    everyone = _subparsers(build_parser("*"))
+    values, skipped = config_defaults(sub, args.command, args.config, everyone)
     if skipped:
         print(f"rumor {args.command}: {args.config}: not a {args.command} setting, "
               f"skipped: {', '.join(skipped)}", file=sys.stderr)
@@ -134,8 +152,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The command line (and its --config file, flags winning) as a Namespace.
 
     Raises SystemExit like argparse (--help, --version, a bad flag: its line printed)
-    and ConfigError for a bad config file."""
-    parser = build_parser()
+    and ConfigError for a bad config file. Only the chosen subcommand's module is
+    imported (see build_parser)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     if getattr(args, "flag_config", False) and args.config is not None:
         args = _with_config(parser, args, argv)
@@ -159,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("rumor: interrupted", file=sys.stderr)
         return 130
     try:
+        if getattr(args, "threads", None) is not None:
+            from rumor.node.threads import apply_threads
+
+            apply_threads(args.threads)
         return int(args.func(args))
     except ConfigError as exc:
         print(f"rumor: error: {_one_line(str(exc))}", file=sys.stderr)

@@ -28,6 +28,7 @@ from rumor.scripts.comm_options import add_comm_flags, comm_values
 from rumor.scripts.options import (
     COMPRESS_HELP,
     DEFAULT_TOPOLOGY,
+    add_threads_flag,
     aggregator_flag,
     compress_help,
     compress_spec,
@@ -85,6 +86,7 @@ def add_parser(sub: Any) -> None:
     dataset_dir_flags(p)
     p.add_argument("--out", type=writable_dir, default=Path("runs/compare"),
                    help="output directory: OUT/<peers>p-<aggregator>/, table.md, accuracy.png")
+    add_threads_flag(p)
     add_comm_flags(p)
     p.set_defaults(func=run)
 

@@ -44,7 +44,13 @@ from rumor.node.results import RoundMetrics
 from rumor.node.scenario import Scenario, load_scenario
 from rumor.node.simulation import Simulation
 from rumor.protocols.errors import ConfigError
-from rumor.scripts.options import add_config_flag, port_or_any, positive_float, writable_dir
+from rumor.scripts.options import (
+    add_config_flag,
+    add_threads_flag,
+    port_or_any,
+    positive_float,
+    writable_dir,
+)
 from rumor.scripts.reporting import pyplot, write_run
 from rumor.scripts.tables import console as make_console
 
@@ -69,6 +75,7 @@ def add_parser(sub: Any) -> None:
                    "(default: a temporary dir, removed at the end)")
     p.add_argument("--verbose", action="store_true",
                    help="real mode: libp2p's own log messages in the worker logs")
+    add_threads_flag(p, what=" (real mode: also of each peer process)")
     p.add_argument("--dashboard", action="store_true",
                    help="serve a live dashboard of each run (the URL is printed as "
                    "'dashboard: URL'; replay a finished run with 'rumor dashboard DIR')")
@@ -255,7 +262,8 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
              console: Console, board: Board | None = None) -> Outcome:
     d.mkdir(parents=True, exist_ok=True)
     base = args.base_dir / sc.name if args.base_dir is not None else None
-    opts = RealOptions(out=d, wall_cap=args.wall_cap, base=base, verbose=args.verbose)
+    opts = RealOptions(out=d, wall_cap=args.wall_cap, base=base, verbose=args.verbose,
+                       threads=args.threads)
 
     def notice(level: str, text: str) -> None:
         style = {"error": "red", "warning": "yellow"}.get(level, "dim")

@@ -33,6 +33,7 @@ from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
     add_config_flag,
+    add_threads_flag,
     announce_multiaddr,
     attack_spec,
     compress_help,
@@ -99,6 +100,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--verbose", action="store_true", help="show libp2p's own log messages")
     add_node_flags(p)
     add_config_flag(p)
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 

@@ -39,6 +39,7 @@ from rumor.protocols.errors import ConfigError
 from rumor.scripts.node_options import add_node_flags, node_config
 from rumor.scripts.options import (
     add_config_flag,
+    add_threads_flag,
     attack_spec,
     compress_help,
     launch_placement,
@@ -109,6 +110,7 @@ def add_parser(sub: Any) -> None:
     add_config_flag(p)
     renamed_flag(p, "--data-dir", "datasets are --dataset-dir DIR; the peers' identities "
                  "and checkpoints are --base-dir DIR")
+    add_threads_flag(p, what=" of this process and of each worker process")
     p.set_defaults(func=run)
 
 
@@ -150,6 +152,7 @@ def mesh_config(args: argparse.Namespace) -> MeshConfig:
         discovery_interval=args.discovery_interval,
         ready_timeout=args.ready_timeout,
         verbose=args.verbose,
+        threads=args.threads,
         plans=plans,
         excluded=excluded,
     )

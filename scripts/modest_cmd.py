@@ -26,6 +26,7 @@ from rumor.node.modest_preset import ModestConfig, ModestRound, run_modest
 from rumor.node.results import write_json
 from rumor.protocols.errors import ConfigError
 from rumor.scripts.options import (
+    add_threads_flag,
     dataset_name,
     existing_file,
     model_name,
@@ -75,6 +76,7 @@ def add_parser(sub: Any) -> None:
     for name, (conv, text) in _FLAGS.items():
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
                        help=f"{text} (default: --config's, else {getattr(d, name)})")
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 

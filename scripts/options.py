@@ -332,6 +332,16 @@ def dir_path(text: str) -> str:
     return text
 
 
+def add_threads_flag(p: argparse.ArgumentParser, *, what: str = "") -> None:
+    """``--threads N``: torch's thread count for this command (the CLI applies it once,
+    through rumor.node.threads.apply_threads, before the command does any work)."""
+    from rumor.node.threads import DEFAULT_THREADS
+
+    p.add_argument("--threads", type=positive_int, default=DEFAULT_THREADS,
+                   help=f"torch threads{what} (default {DEFAULT_THREADS}: fastest on a "
+                        "loaded 2-core machine; more where cores are free)")
+
+
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """``--help`` that shows every flag's default: argparse's "(default: X)" is appended
     unless the help text already says what the default is (``default`` in it), the flag

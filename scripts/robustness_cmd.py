@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from rumor.node.robustness import (
@@ -55,6 +54,7 @@ from rumor.node.robustness import (
     sybilwall,
 )
 from rumor.scripts.options import (
+    add_threads_flag,
     attack_spec,
     placement_spec,
     positive_float,
@@ -76,7 +76,6 @@ def add_parser(sub: Any) -> None:
                    default=["rules", "monna", "sybilwall"], help="experiments to run")
     p.add_argument("--quick", action="store_true", help="tiny runs (a smoke test)")
     p.add_argument("--seed", type=seed_int, default=1, help="seed of every run")
-    p.add_argument("--threads", type=positive_int, default=1, help="torch threads")
     g = p.add_argument_group("rules x attacks")
     g.add_argument("--rules", nargs="+", default=list(RULES),
                    help="rule names, optionally NAME@k=v,... for rule params")
@@ -109,6 +108,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--min-source", type=positive_int, default=10,
                    help="class-0 samples the Sybils' data slice must hold (seeds are tried "
                    "from --seed up)")
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 
@@ -289,7 +289,6 @@ def run(args: argparse.Namespace) -> int:
     console = make_console()
     if args.quick:
         _quick(args)
-    torch.set_num_threads(args.threads)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     sections = {"rules": ("Rules x attacks", rules_section),

@@ -15,6 +15,7 @@ from rumor.scripts.options import (
     COMPRESS_HELP,
     DEFAULT_TOPOLOGY,
     add_config_flag,
+    add_threads_flag,
     aggregator_flag,
     attack_spec,
     compress_help,
@@ -106,6 +107,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_comm_flags(p)
     add_config_flag(p)
+    add_threads_flag(p)
     p.set_defaults(func=run)
 
 

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import IO, Any
 
+from rumor.node.threads import DEFAULT_THREADS, apply_threads
 from rumor.node.transport.base import Transport
 from rumor.node.transport.filtered import FilteredTransport
 from rumor.node.transport.libp2p import Libp2pTransport
@@ -92,7 +93,7 @@ class WorkerConfig:
     peer_stagger: float = 0.2  # seconds between starting two hosted peers
     wait_for_go: bool = True
     send_vectors: bool = True
-    threads: int = 1
+    threads: int = DEFAULT_THREADS
     verbose: bool = False
     # peer index -> extra bootstrap addresses (earlier peers; a string: one address)
     relays: dict[str, list[str] | str] | None = None
@@ -293,9 +294,7 @@ def _failure(task: asyncio.Task[None]) -> str | None:
 
 
 async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
-    import torch
-
-    torch.set_num_threads(cfg.threads)
+    apply_threads(cfg.threads)  # before any torch work in this process
     loop = asyncio.get_running_loop()
     go, stop = asyncio.Event(), asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -73,6 +73,7 @@ from rumor.node.results import (
     write_layer_variance_csv,
     write_metrics_csv,
 )
+from rumor.node.threads import DEFAULT_THREADS
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.protocols.errors import RumorError
 
@@ -138,6 +139,7 @@ class MeshConfig:
     ready_neighbours: tuple[int, ...] | None = None  # per peer, instead of min_neighbours
     wall_cap: float | None = None  # stop ("wall_cap") after this many seconds
     verbose: bool = False
+    threads: int = DEFAULT_THREADS  # torch threads of each worker process
     spares: int = 0  # warm worker processes kept ready for restarts
     plans: tuple[PeerPlan, ...] = ()  # default: peer i trains on shard i
     excluded: frozenset[int] = frozenset()  # not evaluated (Byzantine peers)
@@ -432,7 +434,7 @@ class Mesh:
             "peer_stagger": 0.2,
             "wait_for_go": wait_for_go,
             "send_vectors": True,
-            "threads": 1,
+            "threads": self.config.threads,
             "verbose": self.config.verbose,
         }
 

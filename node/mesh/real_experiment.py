@@ -61,6 +61,7 @@ from rumor.node.simulation import (
     peer_identity,
     relay_peers,
 )
+from rumor.node.threads import DEFAULT_THREADS
 from rumor.protocols.errors import ConfigError
 from rumor.protocols.identity import Identity
 from rumor.topology import (
@@ -129,6 +130,7 @@ class RealOptions:
     swarm: str | None = None  # default: unique per run
     ready_timeout: float | None = None  # default 120 + 5 N
     verbose: bool = False
+    threads: int = DEFAULT_THREADS  # torch threads of each peer process
     worker_module: str = "rumor.scripts.worker"
 
 
@@ -231,6 +233,7 @@ class RealExperiment:
                 ready_neighbours=tuple(len(self.neighbours[i]) for i in range(n)),
                 wall_cap=self.wall_cap,
                 verbose=options.verbose,
+                threads=options.threads,
                 spares=min(2, sum(isinstance(ev, AddPeers) for ev in cfg.timeline)),
                 plans=plans,
                 excluded=frozenset(self.byzantine),

@@ -50,7 +50,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_every_flag_has_help_showing_its_default() -> None:
     missing = []
     flags = 0
-    for path, a in _actions(cli.build_parser(), []):
+    for path, a in _actions(cli.build_parser("*"), []):
         if a.help == argparse.SUPPRESS or a.dest in ("help", "version"):
             continue
         text = HelpFormatter("rumor")._expand_help(a) if a.help else ""
@@ -134,7 +134,7 @@ def test_config_file_with_flags_overriding_it(tmp_path: Path,
     # the same without the other commands' parsers at hand (a CLI that builds only one)
     from rumor.scripts.config_file import config_defaults
 
-    launch_parser = cli._subparsers(cli.build_parser())["launch"]
+    launch_parser = cli._subparsers(cli.build_parser("*"))["launch"]
     values, skipped = config_defaults(launch_parser, "launch", f)
     assert values["peers"] == 5 and skipped == ["sign"]
     jf = _config(tmp_path, 'node-dir = "peer-a"\nrounds = 3\naggregator = "median"\n')
