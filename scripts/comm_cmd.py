@@ -40,19 +40,22 @@ def add_parser(sub: Any) -> None:
         "from one shared initial model.")
     p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                    help="which sections to run (default: all)")
-    p.add_argument("--peers", type=positive_int, default=50)
+    p.add_argument("--peers", type=positive_int, default=50, help="peers in every run")
     p.add_argument("--rounds", type=positive_int, default=40, help="training rounds")
-    p.add_argument("--seeds", type=seed_int, nargs="+", default=[1])
+    p.add_argument("--seeds", type=seed_int, nargs="+", default=[1],
+                   help="one run per seed for every configuration")
     p.add_argument("--final-merge", type=positive_int, default=30, metavar="T",
                    help="rounds of gossip averaging of the final merge (default 30)")
     p.add_argument("--gossip-steps", type=positive_int, default=4, metavar="Q",
                    help="mixing steps of the DFedSAM-MGS runs (default 4)")
     p.add_argument("--rho", type=nonneg_float, default=0.05, help="SAM's rho (default 0.05)")
-    p.add_argument("--dataset", type=dataset_name, default="digits")
-    p.add_argument("--model", type=model_name, default="mlp")
-    p.add_argument("--test-subset", type=positive_int, default=None)
+    p.add_argument("--dataset", type=dataset_name, default="digits", help="dataset")
+    p.add_argument("--model", type=model_name, default="mlp", help="model architecture")
+    p.add_argument("--test-subset", type=positive_int, default=None,
+                   help="evaluate on this many test samples (default: the whole test set)")
     dataset_dir_flags(p)
-    p.add_argument("--out", type=writable_dir, default=Path("runs/comm-study"))
+    p.add_argument("--out", type=writable_dir, default=Path("runs/comm-study"),
+                   help="directory for the runs, tables and plots")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--reuse", action="store_true",
                    help="do not rerun runs whose complete files of the same config are in "
