@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -97,13 +97,19 @@ def layer_variance(round_: int, models: np.ndarray, layout: Layout) -> list[Laye
 
 def write_layer_variance_csv(path: Path, rows: Iterable[LayerVariance]) -> None:
     """layer_variance.csv, atomically, %.6e floats (variances span many decades)."""
+    _write_csv_atomically(path, LAYER_COLUMNS, (
+        [r.round, r.layer, int(r.is_weight), f"{r.weight_variance:.6e}",
+         f"{r.peer_variance:.6e}"] for r in rows))
+
+
+def _write_csv_atomically(path: Path, header: Sequence[str],
+                          rows: Iterable[Sequence[object]]) -> None:
+    """header + rows to a temp file, then renamed over ``path`` (never half a file)."""
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
-        w.writerow(LAYER_COLUMNS)
-        for r in rows:
-            w.writerow([r.round, r.layer, int(r.is_weight), f"{r.weight_variance:.6e}",
-                        f"{r.peer_variance:.6e}"])
+        w.writerow(header)
+        w.writerows(rows)
     os.replace(tmp, path)
 
 
@@ -132,13 +138,7 @@ def _fmt(v: Any) -> str:
 
 def write_metrics_csv(path: Path, rows: Iterable[RoundMetrics]) -> None:
     """Write rows atomically (temp file + rename) with fixed float formatting."""
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh, lineterminator="\n")
-        w.writerow(COLUMNS)
-        for r in rows:
-            w.writerow([_fmt(getattr(r, c)) for c in COLUMNS])
-    os.replace(tmp, path)
+    _write_csv_atomically(path, COLUMNS, ([_fmt(getattr(r, c)) for c in COLUMNS] for r in rows))
 
 
 def read_metrics_csv(path: Path) -> list[dict[str, float]]:

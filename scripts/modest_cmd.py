@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import tomllib
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from rumor.node.config_fields import checked_fields
 from rumor.node.modest_preset import ModestConfig, ModestRound, run_modest
 from rumor.node.results import write_json
 from rumor.protocols.errors import ConfigError
+from rumor.scripts.config_file import read_toml
 from rumor.scripts.options import (
     add_threads_flag,
     dataset_name,
@@ -83,14 +83,7 @@ def add_parser(sub: Any) -> None:
 def load_config(path: Path | None, cli: dict[str, Any]) -> ModestConfig:
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            doc = tomllib.loads(path.read_bytes().decode("utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError as exc:
-            raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        doc = read_toml(path)
         table = doc.get("modest", doc)
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: [modest] must be a table")
