@@ -185,8 +185,11 @@ def test_page_draws_faults_rejects_and_the_timeline_without_script_errors(
 @pytest.mark.timeout(400)
 def test_launch_prints_the_dashboard_url_and_the_page_follows_the_real_mesh(
         browser: Any, tmp_path: Path) -> None:
+    # After round 1 a round of 3 digits peers takes ~0.2 s, and the page polls once a
+    # second: with 5 rounds the run could end (and its server close) between two polls,
+    # so the page never saw a second round. 40 rounds keep it running for many polls.
     cmd = [sys.executable, "-m", "rumor.scripts.cli", "launch", "--peers", "3", "--rounds",
-           "5", "--out", str(tmp_path / "out"), "--quiet"]
+           "40", "--out", str(tmp_path / "out"), "--quiet"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT, env=env, start_new_session=True)
