@@ -95,6 +95,11 @@ def _fmt(v: Any, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _mb(n: float | None) -> float | None:
+    """Bytes as MB; None (a run that recorded no traffic, e.g. one cut short) stays None."""
+    return None if n is None else n / 1e6
+
+
 def bytes_ratios(results: list[dict[str, Any]], margin: float = 0.01) -> None:
     """Per run: ``target`` (the uncompressed run's final accuracy - margin, same peers
     and aggregator), ``mb_to_target`` and ``fewer`` (reference MB / this run's MB)."""
@@ -138,7 +143,7 @@ def table(results: list[dict[str, Any]]) -> str:
             f"| {_fmt(s['final_acc_min'])} | {_fmt(s['final_acc_max'])} "
             f"| {_fmt(s['best_acc_mean'])} | {s['rounds_to']['0.8'] or '-'} "
             f"| {s['rounds_to']['0.9'] or '-'} | {_fmt(s['final_consensus_distance'])} "
-            f"| {s['bytes_sent'] / 1e6:.2f} |{ratio} {r['wall']:.0f} |"
+            f"| {_fmt(_mb(s.get('bytes_sent')), '.2f')} |{ratio} {r['wall']:.0f} |"
         )
     bad = [r for r in results if not r["summary"].get("complete", True)]
     if bad:

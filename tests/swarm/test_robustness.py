@@ -132,6 +132,7 @@ def test_compare_runs_in_order_and_marks_incomplete_runs() -> None:
                "reason": "no live learner left"}
     md = table([{"peers": 8, "aggregator": "mean", "summary": summary, "wall": 1.0}])
     assert "Incomplete runs: 8 peers mean: no live learner left" in md
+    assert "| 0.1000 | - | 1 |" in md  # no traffic recorded: MB sent is "-", not a crash
 
 
 def test_scenario_files_place_attackers_and_timelines_see_the_same_peers(
