@@ -36,6 +36,7 @@ uniform weights the limit on an irregular graph weights peer i by deg_i + 1).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -143,32 +144,34 @@ class RoundPlan:
         self.rounds = rounds
         self.q = gossip_steps
         self.final_merge = final_merge
-        self._steps: list[Step] | None = None
-        if rounds is not None:
-            steps: list[Step] = []
-            for r in range(rounds):
-                if sched.communicates(r, rounds):
-                    steps += [Step(s == 0, True, r) for s in range(gossip_steps)]
-                else:
-                    steps.append(Step(True, False, r))
-            steps += [Step(False, True, rounds - 1, final=True)] * final_merge
-            self._steps = steps
+        self._trivial = sched.kind == "constant" and gossip_steps == 1 and not final_merge
+        # trivial: step p is (train, communicate, p), nothing to store (MoDeST runs with
+        # rounds in the millions); else one shared tuple per distinct plan.
+        self._steps: tuple[Step, ...] | None = None
+        if rounds is not None and not self._trivial:
+            self._steps = _plan_steps(sched, rounds, gossip_steps, final_merge)
 
     @property
     def trivial(self) -> bool:
         """Every protocol round trains and communicates once (no plan in effect)."""
-        return self.schedule.kind == "constant" and self.q == 1 and not self.final_merge
+        return self._trivial
 
     @property
     def total(self) -> int | None:
+        if self._trivial:
+            return self.rounds
         return None if self._steps is None else len(self._steps)
 
     @property
     def communications(self) -> int | None:
         """Protocol rounds that exchange models (the byte budget, final merge included)."""
+        if self._trivial:
+            return self.rounds
         return None if self._steps is None else sum(s.communicate for s in self._steps)
 
     def step(self, p: int) -> Step:
+        if self._trivial and self.rounds is not None:
+            return Step(True, True, max(0, min(p, self.rounds - 1)))
         if self._steps is not None:
             return self._steps[min(p, len(self._steps) - 1)] if self._steps else Step(
                 True, True, 0)
@@ -186,3 +189,17 @@ class RoundPlan:
                 "final_merge": self.final_merge, "training_rounds": self.rounds,
                 "protocol_rounds": self.total, "communicating_rounds": self.communications,
                 "budget": None if self.rounds is None else self.schedule.budget(self.rounds)}
+
+
+@functools.lru_cache(maxsize=64)
+def _plan_steps(sched: Schedule, rounds: int, gossip_steps: int,
+                final_merge: int) -> tuple[Step, ...]:
+    """Every protocol round's Step for a non-trivial plan (shared by all peers)."""
+    steps: list[Step] = []
+    for r in range(rounds):
+        if sched.communicates(r, rounds):
+            steps += [Step(s == 0, True, r) for s in range(gossip_steps)]
+        else:
+            steps.append(Step(True, False, r))
+    steps += [Step(False, True, rounds - 1, final=True)] * final_merge
+    return tuple(steps)
