@@ -115,13 +115,17 @@ class DifferenceGossip:
         return [out[k] for k in sorted(out, key=lambda k: (k != 0, sorted(out[k][0])))]
 
     def keyframe(self, x: Vector, members: list[PeerId], *, seq: int, seed: int,
-                 num_samples: int) -> CompressedBody:
-        """A keyframe for ``members``: a new track whose copy is the decoded body."""
+                 num_samples: int, full: bool = False) -> CompressedBody:
+        """A keyframe for ``members``: a new track whose copy is the decoded body
+        (``full``: the model itself in float32, so the copy is exact)."""
         assert self.compression is not None
         self._detach(members)
         v = np.array(x, dtype=np.float32)
-        body = self.compression.keyframe(v, seed=seed)
-        public = np.array(self.compression.decompress(body, seed=seed), dtype=np.float32)
+        if full:
+            body, public = full_body(v), v.copy()
+        else:
+            body = self.compression.keyframe(v, seed=seed)
+            public = np.array(self.compression.decompress(body, seed=seed), dtype=np.float32)
         self.tracks.append(Track(public, v, seq, set(members)))
         return replace(body, base=0, num_samples=num_samples)
 

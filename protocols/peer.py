@@ -364,16 +364,21 @@ class Peer:
     def _send_update(self, vector: Vector, num_samples: int, targets: list[PeerId],
                      now: float) -> list[Command]:
         """This round's update to ``targets``: an UPDATE, or (compressing) one DIFF per
-        group of targets that hold the same copy of this peer (rumor.protocols.choco)."""
+        group of targets that hold the same copy of this peer (rumor.protocols.choco).
+
+        A final-merge step sends full float32 keyframes: every receiver's copy of this
+        peer is then exact, so the final merge averages the models themselves (with
+        compressed differences and gamma < 1 it does not converge)."""
         if not self.choco.compressing:
             return self._broadcast(Kind.UPDATE, vector, num_samples, targets, now)
+        final = self.step.final
         out: list[Command] = []
         for members, track in self.choco.groups(targets):
             seq = self._seq + 1
             seed = shared_seed(self.identity.peer_id_bytes, self.round, seq)
-            if track is None:
+            if track is None or final:
                 body = self.choco.keyframe(vector, members, seq=seq, seed=seed,
-                                           num_samples=num_samples)
+                                           num_samples=num_samples, full=final)
             else:
                 body = self.choco.difference(vector, track, members, seq=seq, seed=seed,
                                              num_samples=num_samples)
@@ -642,7 +647,8 @@ class Peer:
             used = tuple(ReceivedUpdate(u.sender, u.round,
                                         self.choco.view(u.sender, u.vector, own),
                                         u.num_samples) for u in used)
-            step = self.config.gamma if self.config.role is Role.GOSSIP else 1.0
+            step = (self.config.gamma if self.config.role is Role.GOSSIP
+                    and not self.step.final else 1.0)
         self.phase = Phase.MERGING
         self._deadline = None
         out: list[Command] = []
