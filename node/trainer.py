@@ -149,6 +149,20 @@ ONE_MODEL_BATCH = 256
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
+def warm_up() -> None:
+    """Pay torch.func's one-time start now: its first ``grad`` imports torch._dynamo
+    (1.4-2.2 s on this box). A launch worker calls this before its peers report ready,
+    so the cost does not land inside round 0, where the peers that finish first wait on
+    the others until their round timeout."""
+    lin = nn.Linear(2, 1)
+    params = {k: v.detach() for k, v in lin.named_parameters()}
+
+    def loss(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        return functional_call(lin, p, (x,)).sum()
+
+    grad(loss)(params, torch.zeros(1, 2))
+
+
 def _holds_module(method: _F) -> _F:
     """Run ``method`` holding the trainer's module lock.
 

@@ -8,7 +8,6 @@ TensorPayload: raw little-endian bytes plus dtype and shape, never pickle.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -69,11 +68,20 @@ class TensorPayload:
         arr = np.frombuffer(self.data, dtype=np.dtype(self.dtype))
         return arr.reshape(self.shape)
 
-    @functools.cached_property
+    @property
     def all_finite(self) -> bool:
         """No NaN or Inf in the tensor (computed once per payload object: a payload
-        shared by many receivers, as in the simulator, is scanned once)."""
-        return bool(np.isfinite(self.to_array()).all())
+        shared by many receivers, as in the simulator, is scanned once).
+
+        Not ``functools.cached_property``: on Python 3.11 it takes one lock per class
+        attribute, shared by every instance, so the 24 peers of a launch worker queued
+        on it in their validators (py-spy: a quarter of a 64-peer worker's samples).
+        Two threads computing the same value at once is harmless."""
+        cached: bool | None = self.__dict__.get("_all_finite")
+        if cached is None:
+            cached = bool(np.isfinite(self.to_array()).all())
+            object.__setattr__(self, "_all_finite", cached)
+        return cached
 
 
 @dataclass(frozen=True)

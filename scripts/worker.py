@@ -295,6 +295,9 @@ def _failure(task: asyncio.Task[None]) -> str | None:
 
 async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
     apply_threads(cfg.threads)  # before any torch work in this process
+    from rumor.node.trainer import warm_up
+
+    await asyncio.to_thread(warm_up)  # torch.func's first-call imports, before ready
     loop = asyncio.get_running_loop()
     go, stop = asyncio.Event(), asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
