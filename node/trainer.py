@@ -158,7 +158,8 @@ def warm_up() -> None:
     params = {k: v.detach() for k, v in lin.named_parameters()}
 
     def loss(p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        return functional_call(lin, p, (x,)).sum()
+        out: torch.Tensor = functional_call(lin, p, (x,))
+        return out.sum()
 
     grad(loss)(params, torch.zeros(1, 2))
 
