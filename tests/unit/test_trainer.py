@@ -194,3 +194,17 @@ def test_one_trainer_used_by_two_threads_at_once_trains_and_evaluates_correctly(
         t.join(timeout=120)
     assert errors == []
     assert len(results) == 120 and all(torch.equal(r, expected) for r in results)
+
+
+def test_warm_up_pays_torch_funcs_first_call_imports_in_a_fresh_process() -> None:
+    """Launch workers call warm_up() before ready; it is only worth it while torch.func's
+    first grad imports torch._dynamo, which this checks in a fresh interpreter."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom rumor.node.trainer import warm_up\n"
+            "assert 'torch._dynamo' not in sys.modules\nwarm_up()\n"
+            "assert 'torch._dynamo' in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stderr
