@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -62,10 +64,20 @@ def test_capacity_bounds_the_memo() -> None:
     assert dec.misses == 11
 
 
-def test_finiteness_is_scanned_once_per_payload() -> None:
+def test_finiteness_is_scanned_once_per_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    scans: list[int] = []
+    real = np.isfinite
+
+    def counting(a: Any) -> Any:
+        scans.append(1)
+        return real(a)
+
+    monkeypatch.setattr(np, "isfinite", counting)
     bad = TensorPayload.from_array(np.array([1.0, np.nan], dtype=np.float32))
-    assert bad.all_finite is False and "all_finite" in bad.__dict__
+    assert bad.all_finite is False and bad.all_finite is False
+    assert len(scans) == 1  # the second read is the cached answer
     assert TensorPayload.from_array(np.ones(3, dtype=np.float32)).all_finite
+    assert len(scans) == 2
 
 
 @settings(max_examples=30, deadline=None)
