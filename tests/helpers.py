@@ -1,14 +1,21 @@
-"""Shared test helpers: deterministic identities and message builders."""
+"""Shared test helpers: deterministic identities, message builders, an in-memory mesh."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rumor.protocols import codec
 from rumor.protocols.identity import Identity
 from rumor.protocols.messages import Kind, ModelBody, TensorPayload
+
+if TYPE_CHECKING:
+    from rumor.node.assembly import NodeConfig
+    from rumor.node.transport.memory import MemoryHub
 
 SWARM = "test-swarm"
 
@@ -38,3 +45,26 @@ def update_bytes(
         body=ModelBody(TensorPayload.from_array(vector.astype(np.float32)), num_samples),
         sign=sign,
     )
+
+
+async def memory_mesh(hub: MemoryHub, n: int, tmp: Path,
+                      cfg: NodeConfig) -> list[tuple[Any, int, Any]]:
+    """n real runtimes (peer i on shard i, data dir tmp/p{i}) over MemoryTransport,
+    every pair connected; (runtime, start round, transport) each, not yet running."""
+    from rumor.node.assembly import build_runtime
+    from rumor.node.transport.memory import MemoryTransport
+
+    rts = []
+    for i in range(n):
+        me = ident(i)
+        tr = MemoryTransport(hub, me.peer_id)
+        rt, start = build_runtime(dataclasses.replace(cfg, shard=i), me, tr,
+                                  data_dir=tmp / f"p{i}")
+        rts.append((rt, start, tr))
+    for _, _, tr in rts:
+        await tr.start()
+    for _, _, tr in rts:
+        for _, _, other in rts:
+            if other is not tr:
+                await tr.connect(other.local_id, [])
+    return rts

@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rumor.node.assembly import NodeConfig, build_runtime
+from rumor.node.assembly import NodeConfig
 from rumor.node.results import final_merge_report
 from rumor.node.simulation import Simulation, SimulationConfig
-from rumor.node.transport.memory import MemoryHub, MemoryTransport
+from rumor.node.transport.memory import MemoryHub
 from rumor.protocols.errors import ConfigError
-from tests.helpers import ident
+from tests.helpers import memory_mesh
 
 SMALL = SimulationConfig(peers=16, rounds=4, topology="regular:4", test_subset=100)
 
@@ -103,20 +103,7 @@ async def test_real_runtime_runs_the_plan_and_ends_at_the_global_average(
     cfg = NodeConfig(swarm="plan", rounds=4, round_timeout=5.0, shards=4, aggregator="mean",
                      min_updates=3,
                      schedule="every:2", final_merge=3, optimizer="sam:rho=0.05")
-    hub = MemoryHub()
-    rts = []
-    for i in range(4):
-        me = ident(i)
-        tr = MemoryTransport(hub, me.peer_id)
-        rt, start = build_runtime(dataclasses.replace(cfg, shard=i), me, tr,
-                                  data_dir=tmp_path / f"p{i}")
-        rts.append((rt, start, tr))
-    for _, _, tr in rts:
-        await tr.start()
-    for _, _, tr in rts:
-        for _, _, other in rts:
-            if other is not tr:
-                await tr.connect(other.local_id, [])
+    rts = await memory_mesh(MemoryHub(), 4, tmp_path, cfg)
     await asyncio.wait_for(asyncio.gather(*(rt.run(s) for rt, s, _ in rts)), 90)
     for rt, _, _ in rts:
         hist = rt.history

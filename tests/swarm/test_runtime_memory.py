@@ -15,32 +15,15 @@ from rumor.node.assembly import NodeConfig, build_runtime
 from rumor.node.checkpoint import CHECKPOINT_FILE, read_checkpoint
 from rumor.node.identity import load_or_create_identity
 from rumor.node.transport.memory import MemoryHub, MemoryTransport
-from tests.helpers import ident, update_bytes
+from tests.helpers import ident, memory_mesh, update_bytes
 
 CFG = NodeConfig(swarm="mem", rounds=3, round_timeout=5.0, shards=4, aggregator="mean")
-
-
-async def _mesh(hub: MemoryHub, n: int, tmp: Path, cfg: NodeConfig = CFG):
-    rts = []
-    for i in range(n):
-        me = ident(i)
-        tr = MemoryTransport(hub, me.peer_id)
-        rt, start = build_runtime(NodeConfig(**{**cfg.__dict__, "shard": i}), me, tr,
-                                  data_dir=tmp / f"p{i}")
-        rts.append((rt, start, tr))
-    for _, _, tr in rts:
-        await tr.start()
-    for _, _, tr in rts:
-        for _, _, other in rts:
-            if other is not tr:
-                await tr.connect(other.local_id, [])
-    return rts
 
 
 @pytest.mark.timeout(120)
 async def test_memory_mesh_runs_rounds_checkpoints_and_serves_status(tmp_path: Path) -> None:
     hub = MemoryHub()
-    rts = await _mesh(hub, 3, tmp_path)
+    rts = await memory_mesh(hub, 3, tmp_path, CFG)
     runner = await start_api(rts[0][0])
     port = runner.addresses[0][1]
     await asyncio.wait_for(asyncio.gather(*(rt.run(s) for rt, s, _ in rts)), 90)
@@ -73,7 +56,7 @@ async def test_memory_mesh_runs_rounds_checkpoints_and_serves_status(tmp_path: P
 @pytest.mark.timeout(120)
 async def test_forged_update_over_the_transport_is_rejected_and_counted(tmp_path: Path) -> None:
     hub = MemoryHub()
-    rts = await _mesh(hub, 2, tmp_path, NodeConfig(**{**CFG.__dict__, "rounds": 1}))
+    rts = await memory_mesh(hub, 2, tmp_path, NodeConfig(**{**CFG.__dict__, "rounds": 1}))
     target = rts[0][0]
     attacker = MemoryTransport(hub, ident(50).peer_id)
     await attacker.start()
