@@ -53,7 +53,7 @@ from typing import IO, Any
 from rumor.node.threads import DEFAULT_THREADS, apply_threads
 from rumor.node.transport.base import Transport
 from rumor.node.transport.filtered import FilteredTransport
-from rumor.node.transport.libp2p import Libp2pTransport
+from rumor.node.transport.libp2p import DEFAULT_TARGET_MEMBERS, Libp2pTransport
 from rumor.node.transport.peer_book import BOOK_FILE
 
 log = logging.getLogger("rumor.worker")
@@ -90,6 +90,7 @@ class WorkerConfig:
     api_host: str = "127.0.0.1"
     discovery_interval: float = 5.0
     join_stagger: float = 1.0
+    target_members: int = DEFAULT_TARGET_MEMBERS  # dial new members while fewer are live
     peer_stagger: float = 0.2  # seconds between starting two hosted peers
     wait_for_go: bool = True
     send_vectors: bool = True
@@ -158,6 +159,7 @@ class Hosted:
             members=[extra] if isinstance(extra, str) else extra,  # launched: members
             discovery_interval=cfg.discovery_interval,
             join_stagger=cfg.join_stagger,
+            target_members=cfg.target_members,
             peer_book=data_dir / BOOK_FILE,
         )
         self.filter: FilteredTransport | None = None

@@ -51,7 +51,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -92,6 +92,7 @@ MAX_PER_PROCESS_AUTO = 24  # 256 peers in 11 processes; ~0.47 GB of torch & co. 
 LINE_LIMIT = 256 << 20  # a round event carries the model vector (base64)
 RELAY_ABOVE = 16  # peers; see Mesh.spawn_workers
 BOOTSTRAP_PEERS = 8  # earlier peers each later peer bootstraps through (above RELAY_ABOVE)
+TARGET_NEIGHBOURS = 12  # a launched peer dials new members while it has fewer live ones
 SHUTDOWN_GRACE = 20.0
 
 Notice = Callable[[str, str], None]  # (level: "info" | "warning" | "error", text)
@@ -117,6 +118,23 @@ class PeerPlan:
     node_overrides: dict[str, Any] = field(default_factory=dict)
     allowed: tuple[str, ...] | None = None  # PeerIDs it may link to (None: everyone)
     relay: bool = False  # holds no training data
+
+
+def balanced_relays(indices: Sequence[int], up: Sequence[int], handed: dict[int, int],
+                    k: int, rng: random.Random) -> dict[int, list[int]]:
+    """For each peer of ``indices``, the ``min(k, len(up))`` peers of ``up`` handed out
+    least often so far (ties broken by ``rng``); ``handed`` counts the hand-outs and is
+    updated. Over a launch every up peer is the entry point of about as many later
+    peers as any other (within one), instead of the first ones serving everybody.
+    """
+    out: dict[int, list[int]] = {}
+    take = min(k, len(up))
+    for i in indices:
+        order = sorted(up, key=lambda j: (handed.get(j, 0), rng.random()))
+        out[i] = sorted(order[:take])
+        for j in out[i]:
+            handed[j] = handed.get(j, 0) + 1
+    return out
 
 
 @dataclass(frozen=True)
@@ -431,6 +449,7 @@ class Mesh:
             "bootstrap": [self.bootstrap_addr],
             "discovery_interval": self.discovery_interval,
             "join_stagger": max(1.0, 0.25 * self.n) if wait_for_go else 1.0,
+            "target_members": TARGET_NEIGHBOURS,
             "peer_stagger": 0.2,
             "wait_for_go": wait_for_go,
             "send_vectors": True,
@@ -495,24 +514,33 @@ class Mesh:
 
         Above RELAY_ABOVE peers, py-libp2p 0.8.1's bootstrap (~12 concurrent DHT
         streams) cannot serve everyone's first lookups, and it should not be the one
-        door into the mesh: the first worker starts alone, and once its peers are up
-        every later peer also bootstraps through BOOTSTRAP_PEERS (8) different peers
-        that are up by then (a seeded random choice), so DHT records and lookups spread
-        over those peers and the mesh keeps its entry points if any one of them (or
-        the bootstrap node) goes. They are known swarm members too: the peer dials them
-        as neighbours at once instead of waiting for its DHT lookups (at 256 peers on a
+        door into the mesh: workers start one after the other, and every peer of a
+        later worker also bootstraps through BOOTSTRAP_PEERS (8) different peers that
+        are up by then. They are known swarm members too: the peer dials them as
+        neighbours at once instead of waiting for its DHT lookups (at 256 peers on a
         loaded 2-core box half the later peers found nobody through the DHT alone).
+
+        Those entry points are balanced (``balanced_relays``): each later peer takes
+        the 8 up peers that were handed out least often so far. Earlier launches gave
+        every later peer 8 random peers of the *first* worker: its 24 peers then held
+        20-32 links each against 7-8 elsewhere, that one process could no longer
+        answer stream negotiations within 10 s, and the 40 peers of the other workers
+        got no update in round 1 (64 peers: 40 round-1 timeouts in five of five runs).
+        A worker starts once the previous one's peers are up (bounded wait), so its
+        peers can use every earlier worker's peers, not only the first one's.
         """
         groups = [list(range(s, min(s + self.k, self.n))) for s in range(0, self.n, self.k)]
+        handed: dict[int, int] = {}
         for w, indices in enumerate(groups):
-            if w == 1 and self.n > RELAY_ABOVE:
-                await self._first_worker_addrs(groups[0])
+            if w >= 1 and self.n > RELAY_ABOVE:
+                await self._wait_up(groups[w - 1])
             cfg = self.worker_config(indices)
-            up = [p.addrs[0] for p in self.peers[: indices[0]] if p.ready and p.addrs]
+            up = [p.index for p in self.peers[: indices[0]] if p.ready and p.addrs]
             if up and self.n > RELAY_ABOVE:
-                take = min(BOOTSTRAP_PEERS, len(up))
                 rng = random.Random(self.node_cfg.seed * 1_000_003 + w)
-                cfg["relays"] = {str(i): rng.sample(up, take) for i in indices}
+                chosen = balanced_relays(indices, up, handed, BOOTSTRAP_PEERS, rng)
+                cfg["relays"] = {str(i): [self.peers[j].addrs[0] for j in js]
+                                 for i, js in chosen.items()}
             await self._spawn(w, indices, cfg, f"worker-{w}.log")
 
     def kill_peer(self, i: int) -> None:
@@ -667,15 +695,13 @@ class Mesh:
                 self.metrics.rows[-1].round >= self.rounds:
             self.request_stop("done")
 
-    async def _first_worker_addrs(self, indices: list[int]) -> list[str]:
-        """Listen addresses of the first worker's peers once they are up (bounded wait)."""
+    async def _wait_up(self, indices: list[int]) -> None:
+        """Until these peers are up (listening), at most 120 s."""
         deadline = time.monotonic() + 120.0
         while time.monotonic() < deadline and not self.stop_event.is_set():
             if all(self.peers[i].ready for i in indices):
-                break
+                return
             await self.wait_changed(0.5)
-        return [self.peers[i].addrs[0] for i in indices
-                if self.peers[i].ready and self.peers[i].addrs]
 
     async def wait_changed(self, timeout: float) -> None:
         """Until some state changed (an event arrived) or ``timeout`` seconds."""

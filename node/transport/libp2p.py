@@ -154,6 +154,14 @@ _MAX_FRAME_FIELD: Final = (1 << 32) - 1
 DEFAULT_FRAME_STALL_TIMEOUT: Final = 15.0
 DEFAULT_MIN_FRAME_RATE: Final = 64 * 1024.0
 DEFAULT_TARGET_MEMBERS: Final = 24
+# py-libp2p's ConnectionPruner closes every connection older than its 20 s grace that
+# has no open stream whenever the host holds more than high_watermark connections
+# (network/connection_pruner.py). high_watermark=0, as we had to switch the auto-connector
+# off, kept it pruning all the time: a member between two update streams could lose its
+# link. Prune only above py-libp2p's own connection limit; our discovery bounds the
+# links (target_members) and closes DHT query connections itself. The auto-connector
+# stays off (low_watermark=0).
+PRUNE_ABOVE: Final = 300
 
 
 def encode_frame_header(length: int) -> bytes:
@@ -788,7 +796,7 @@ class Libp2pTransport:
             # peer ever heard of) until ~200 connections are open, every 30 s; a 256-peer
             # launch then ran near-cliques. Discovery (target_members) decides instead.
             connection_config=ConnectionConfig(max_connections_per_peer=1, min_connections=0,
-                                               low_watermark=0, high_watermark=0),
+                                               low_watermark=0, high_watermark=PRUNE_ABOVE),
             addrs_factory=lambda found: advertised(found, self._announce_addrs),
         )
         if str(host.get_id()) != self._id:
@@ -941,6 +949,20 @@ class Libp2pTransport:
             if peer not in self._out_streams:
                 await self._open_update_stream(pid)
 
+    async def _open_back(self, pid: Any) -> None:
+        """Open our update stream to a member that opened one to us, now rather than at
+        our first send. A launch's ``go`` otherwise made every peer open its streams to
+        the peers that had dialled it at once (64 peers: ~500 stream negotiations in the
+        same second), and many of them timed out after 10 s: round 1 ended by timeout
+        for the peers whose updates were stuck. Bounded: at most 2 x target_members
+        outbound streams are opened this way, and a failure only means the first send
+        opens it (as before)."""
+        with trio.move_on_after(self._connect_timeout):
+            try:
+                await self._ensure_stream(pid)
+            except Exception as exc:
+                logger.debug("opening our update stream to %s failed: %r", pid, exc)
+
     async def _send_frame(self, pid: Any, data: bytes) -> None:
         peer = str(pid)
         network = self._host.get_network()
@@ -970,7 +992,8 @@ class Libp2pTransport:
                     await stream.write(header)
                 except Exception as exc:
                     self._out_streams.pop(peer, None)
-                    raise TransportError(f"cannot reach {peer}: {exc}") from exc
+                    cause = f" ({exc.__cause__!r})" if exc.__cause__ is not None else ""
+                    raise TransportError(f"cannot reach {peer}: {exc}{cause}") from exc
             try:
                 if data:
                     await stream.write(data)
@@ -1078,6 +1101,9 @@ class Libp2pTransport:
         if peer not in self._members:
             self._members.add(peer)
         self._mark_live(peer, inbound=True)
+        if (peer not in self._out_streams and self._nursery is not None
+                and len(self._out_streams) < 2 * self._target_members):
+            self._nursery.start_soon(self._open_back, pid)
         try:
             while True:
                 payload = await self._read_frame(stream, peer)
@@ -1351,16 +1377,28 @@ class Libp2pTransport:
 
     def _to_adopt(self, found: dict[str, list[tuple[str, ...]]]
                   ) -> list[tuple[str, list[tuple[str, ...]]]]:
-        """The found members to (re)connect: those connected already, plus random new
-        ones while fewer than ``target_members`` are live (inbound ones count), so a
-        big swarm is a random graph of bounded degree instead of a clique."""
-        for peer in found:
-            self._members.add(peer)
-        have = [(p, a) for p, a in found.items() if self._is_connected(p)]
-        new = [(p, a) for p, a in found.items() if not self._is_connected(p)]
+        """The found members to (re)connect: the live ones (to refresh them), plus random
+        others while fewer than ``target_members`` are live (inbound ones count), so a
+        big swarm is a random graph of bounded degree instead of a clique.
+
+        Only those chosen become members. A provider we merely hold a connection to (a
+        DHT query reached it) is not one: before, every provider found became a member
+        and any such connection a neighbour, so the peers that provided first (found by
+        everyone) grew to 25-32 neighbours at 64 peers, against a target of 12.
+        Connected ones come first among the others (no dial needed).
+        """
+        live = [(p, a) for p, a in found.items() if p in self._live]
+        connected = [(p, a) for p, a in found.items()
+                     if p not in self._live and self._is_connected(p)]
+        new = [(p, a) for p, a in found.items()
+               if p not in self._live and not self._is_connected(p)]
+        random.shuffle(connected)
         random.shuffle(new)
         room = max(0, self._target_members - len(self._live))
-        return have + new[:room]
+        chosen = (connected + new)[:room]
+        for peer, _ in chosen:
+            self._members.add(peer)
+        return live + chosen
 
     async def _adopt(self, peer: str, addr_sets: list[tuple[str, ...]]) -> None:
         """Connect to a discovered member unless connected or backing off."""
