@@ -402,10 +402,12 @@ def main(argv: list[str] | None = None) -> int:
         # A warm spare: pay for the heavy imports now, then wait for a config line, so
         # that a peer restarted in it is up in about a second instead of ~10-20 s.
         argv = [a for a in argv if a != "--spare"]
-        import torch  # noqa: F401
-
         import rumor.node.api
         import rumor.node.assembly  # noqa: F401
+        from rumor.node.trainer import warm_up
+
+        apply_threads(DEFAULT_THREADS)  # run_worker sets the configured count later
+        warm_up()
     text = argv[0] if argv else _read_first_line()
     if not text:
         return 0  # a spare that was never used: the launcher closed our stdin

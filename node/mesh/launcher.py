@@ -485,12 +485,23 @@ class Mesh:
             spare.log.close()
         return None
 
+    async def _prestart(self, log_name: str) -> _Spare:
+        """A worker process that does its heavy imports now and takes its config later."""
+        logs = self.out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        path = logs / log_name
+        log = path.open("wb")
+        return _Spare(await self._process(log, "--spare"), log, path)
+
     async def _spawn(self, w: int, indices: list[int], cfg: dict[str, Any],
-                     log_name: str, *, warm: bool = False) -> Worker:
+                     log_name: str, *, warm: bool = False,
+                     prestarted: _Spare | None = None) -> Worker:
         logs = self.out / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         spare = self._take_spare() if warm else None
-        if spare is not None:
+        if prestarted is not None:
+            proc, log = prestarted.proc, prestarted.log
+        elif spare is not None:
             proc, log = spare.proc, spare.log
             self.log_event({"event": "spare_used", "worker": w, "log": spare.path.name})
         else:
@@ -526,12 +537,25 @@ class Mesh:
         20-32 links each against 7-8 elsewhere, that one process could no longer
         answer stream negotiations within 10 s, and the 40 peers of the other workers
         got no update in round 1 (64 peers: 40 round-1 timeouts in five of five runs).
-        A worker starts once the previous one's peers are up (bounded wait), so its
-        peers can use every earlier worker's peers, not only the first one's.
+        A worker's peers start once the previous worker's are up (bounded wait), so they
+        can use every earlier worker's peers, not only the first one's; the later worker
+        processes are started at once with the first and do their imports meanwhile
+        (``--spare``), so the wait costs each worker only its peers' start-up.
         """
         groups = [list(range(s, min(s + self.k, self.n))) for s in range(0, self.n, self.k)]
         handed: dict[int, int] = {}
+        ahead: dict[int, _Spare] = {}
+        try:
+            await self._spawn_groups(groups, handed, ahead)
+        finally:
+            self.spares.extend(ahead.values())  # never configured: shut down with the rest
+
+    async def _spawn_groups(self, groups: list[list[int]], handed: dict[int, int],
+                            ahead: dict[int, _Spare]) -> None:
         for w, indices in enumerate(groups):
+            if w == 1 and self.n > RELAY_ABOVE:
+                for later in range(1, len(groups)):
+                    ahead[later] = await self._prestart(f"worker-{later}.log")
             if w >= 1 and self.n > RELAY_ABOVE:
                 await self._wait_up(groups[w - 1])
             cfg = self.worker_config(indices)
@@ -541,7 +565,7 @@ class Mesh:
                 chosen = balanced_relays(indices, up, handed, BOOTSTRAP_PEERS, rng)
                 cfg["relays"] = {str(i): [self.peers[j].addrs[0] for j in js]
                                  for i, js in chosen.items()}
-            await self._spawn(w, indices, cfg, f"worker-{w}.log")
+            await self._spawn(w, indices, cfg, f"worker-{w}.log", prestarted=ahead.pop(w, None))
 
     def kill_peer(self, i: int) -> None:
         """SIGKILL the process of peer i (one peer per process: only that peer dies)."""
