@@ -469,13 +469,10 @@ class Mesh:
 
     async def add_spares(self) -> None:
         """Top the pool of warm spare processes up to ``config.spares``."""
-        logs = self.out / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         while len(self.spares) < self.config.spares and not self.stop_event.is_set():
-            path = logs / f"spare-{self._spare_count}.log"
+            name = f"spare-{self._spare_count}.log"
             self._spare_count += 1
-            log = path.open("wb")
-            self.spares.append(_Spare(await self._process(log, "--spare"), log, path))
+            self.spares.append(await self._prestart(name))
 
     def _take_spare(self) -> _Spare | None:
         while self.spares:
@@ -552,15 +549,16 @@ class Mesh:
 
     async def _spawn_groups(self, groups: list[list[int]], handed: dict[int, int],
                             ahead: dict[int, _Spare]) -> None:
+        relayed = self.n > RELAY_ABOVE
         for w, indices in enumerate(groups):
-            if w == 1 and self.n > RELAY_ABOVE:
+            if w == 1 and relayed:
                 for later in range(1, len(groups)):
                     ahead[later] = await self._prestart(f"worker-{later}.log")
-            if w >= 1 and self.n > RELAY_ABOVE:
+            if w >= 1 and relayed:
                 await self._wait_up(groups[w - 1])
             cfg = self.worker_config(indices)
             up = [p.index for p in self.peers[: indices[0]] if p.ready and p.addrs]
-            if up and self.n > RELAY_ABOVE:
+            if up and relayed:
                 rng = random.Random(self.node_cfg.seed * 1_000_003 + w)
                 chosen = balanced_relays(indices, up, handed, BOOTSTRAP_PEERS, rng)
                 cfg["relays"] = {str(i): [self.peers[j].addrs[0] for j in js]

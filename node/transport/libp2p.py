@@ -1387,11 +1387,13 @@ class Libp2pTransport:
         everyone) grew to 25-32 neighbours at 64 peers, against a target of 12.
         Connected ones come first among the others (no dial needed).
         """
-        live = [(p, a) for p, a in found.items() if p in self._live]
-        connected = [(p, a) for p, a in found.items()
-                     if p not in self._live and self._is_connected(p)]
-        new = [(p, a) for p, a in found.items()
-               if p not in self._live and not self._is_connected(p)]
+        live: list[tuple[str, list[tuple[str, ...]]]] = []
+        connected: list[tuple[str, list[tuple[str, ...]]]] = []
+        new: list[tuple[str, list[tuple[str, ...]]]] = []
+        for item in found.items():
+            peer = item[0]
+            (live if peer in self._live
+             else connected if self._is_connected(peer) else new).append(item)
         random.shuffle(connected)
         random.shuffle(new)
         room = max(0, self._target_members - len(self._live))
