@@ -88,6 +88,10 @@ class SimNetwork:
     def heal(self) -> None:
         self.blocked.clear()
 
+    def peek(self) -> SimEvent | None:
+        """The next event without taking it (the clock stays); None when idle."""
+        return self._queue[0] if self._queue else None
+
     def pop(self) -> SimEvent | None:
         """The next event, with the clock moved to its time; None when idle."""
         if not self._queue:

@@ -45,6 +45,7 @@ from rumor.node.engine import (
     Collusion,
     CommandExecutor,
     LocalEvaluator,
+    MergeBatch,
     SharedDecoder,
     build_peer,
     needs_evaluator,
@@ -54,7 +55,7 @@ from rumor.node.models import init_params
 from rumor.node.optimizers import parse_optimizer
 from rumor.node.results import LayerVariance, RoundMetrics, final_merge_report, layer_variance
 from rumor.node.round_stats import RoundStats
-from rumor.node.simnet import LinkModel, SimNetwork
+from rumor.node.simnet import LinkModel, SimEvent, SimNetwork
 from rumor.node.trainer import BatchedTrainer
 from rumor.node.transport.base import Received
 from rumor.node.transport.virtual import VirtualHub, VirtualTransport
@@ -358,10 +359,13 @@ class Simulation:
         self.fast = fast
         self.decode: Decode = SharedDecoder() if fast and not cfg.sign else codec.decode
         self.peers: list[Peer] = [self._make_peer(i) for i in range(self.total)]
-        self.executors = [CommandExecutor(p, _SimBackend(self, i))
+        # linear merges of one virtual instant run as one sparse product (MergeBatch)
+        self.merge_batch = MergeBatch() if fast else None
+        self.executors = [CommandExecutor(p, _SimBackend(self, i), self.merge_batch)
                           for i, p in enumerate(self.peers)]
         self._training: dict[int, tuple[int, TrainingHints]] = {}  # peer -> round, hints
-        self._trained: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # peer -> base, trained
+        # peer -> (base: the model before training, kept for adversaries only; trained)
+        self._trained: dict[int, tuple[np.ndarray | None, np.ndarray]] = {}
         self._tick_at: dict[int, float] = {}
         self._snapshots: dict[int, RoundStats] = {}
         self._round_msgs: dict[int, int] = {}
@@ -400,7 +404,11 @@ class Simulation:
             self.net.schedule(ev.at, "timeline", -1, ev)
         for i in range(self.total):
             self._feed(i, Start(0.0, 0))
-        while (item := self.net.pop()) is not None:
+        while True:
+            self._flush_merges_before(self.net.peek())
+            item = self.net.pop()
+            if item is None:
+                break
             now = self.net.clock.now()
             if self.config.duration is not None and now > self.config.duration:
                 break
@@ -536,6 +544,20 @@ class Simulation:
     def _feed(self, i: int, event: Event) -> None:
         self.executors[i].feed(event)
 
+    def _flush_merges_before(self, item: SimEvent | None) -> None:
+        """Compute the kept merges (MergeBatch) unless ``item`` cannot observe them: an
+        event of the same instant for a peer with no kept merge. Flushing can queue
+        events of this instant (the MergeDone follow-ups), so it repeats until stable."""
+        batch = self.merge_batch
+        while batch is not None and len(batch):
+            if (item is not None and item.time == self.net.clock.now()
+                    and item.kind != "timeline" and not (
+                        0 <= item.target < len(self.executors)
+                        and batch.holds(self.executors[item.target]))):
+                return
+            batch.flush()
+            item = self.net.peek()
+
     def _on_receive(self, i: int, msg: Received) -> None:
         src = self.index_of[msg.sender]
         if self._link_up(src, i):
@@ -562,7 +584,9 @@ class Simulation:
             groups.setdefault((r, hints.polyak_beta), []).append(p)
         for (r, beta), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
             sel = torch.tensor(rows, dtype=torch.int64)
-            base = self.params[sel]  # a copy (advanced indexing)
+            # the model before training: only an adversary reads it (TrainingDone.base)
+            crafting = [k for k, p in enumerate(rows) if self.peers[p].adversary is not None]
+            base = {k: self.params[rows[k]].numpy().copy() for k in crafting}
             out = self.trainer.train(
                 self.params, self.indices, seed=self.config.seed, round=r, rows=rows,
                 label_maps=self._label_maps or None,
@@ -573,7 +597,7 @@ class Simulation:
             # out is the trainer's new tensor and nobody writes into it: its rows are
             # the peers' trained models (TrainingDone.vector), shared, not copied
             for k, p in enumerate(rows):
-                self._trained[p] = (base[k].numpy(), out[k].numpy())
+                self._trained[p] = (base.get(k), out[k].numpy())
 
     def _plant_backdoor(self, spec: AttackSpec, attackers: list[int],
                         rng: np.random.Generator) -> None:
@@ -717,7 +741,8 @@ class Simulation:
             old = self.peers[p]
             self._incarnation[p] = self._incarnation.get(p, 0) + 1
             self.peers[p] = self._make_peer(p)
-            self.executors[p] = CommandExecutor(self.peers[p], _SimBackend(self, p))
+            self.executors[p] = CommandExecutor(self.peers[p], _SimBackend(self, p),
+                                                self.merge_batch)
             self._rejoined_at[p] = old.round
             for q in sorted(g_now.neighbors(p)):
                 self._feed(p, PeerDiscovered(self.ids[q].peer_id, now))

@@ -13,6 +13,7 @@ from rumor.node.engine.build import build_peer, make_adversary, make_merger, nee
 from rumor.node.engine.compression import CompressionHook
 from rumor.node.engine.evaluator import LocalEvaluator
 from rumor.node.engine.executor import Backend, CommandExecutor
+from rumor.node.engine.merge_batch import MergeBatch
 from rumor.node.engine.merger import RuleMerger
 from rumor.node.engine.shared_decode import SharedDecoder
 
@@ -23,6 +24,7 @@ __all__ = [
     "CommandExecutor",
     "CompressionHook",
     "LocalEvaluator",
+    "MergeBatch",
     "RuleMerger",
     "SharedDecoder",
     "build_peer",

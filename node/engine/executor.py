@@ -14,6 +14,11 @@
     "then" = fed after the whole list ran, so sends keep their emission order;
     and after each handle: backend.wake_at(peer.next_deadline())
 
+With a ``MergeBatch`` (the simulator's fast path), a Merge the batch accepts is not
+computed here: the batch computes every merge it holds together when the runtime
+flushes it (before the next event of this peer, or of a later instant) and then calls
+``finish_merge``, which does what the Merge line above does after ``merger.merge``.
+
 A runtime provides only the Backend (how bytes move, how training runs, where the model
 lives and what happens after a merge: evaluation, checkpoint, metrics); what to do is the
 Peer's and its hooks'. The simulator calls ``feed`` inline on its virtual clock; the
@@ -22,7 +27,7 @@ asyncio node calls it from one engine thread, so merges never block its event lo
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -43,6 +48,9 @@ from rumor.protocols.events import (
 )
 from rumor.protocols.hooks import MergeOutcome
 from rumor.protocols.peer import Peer
+
+if TYPE_CHECKING:
+    from rumor.node.engine.merge_batch import MergeBatch
 
 
 class Backend(Protocol):
@@ -68,9 +76,10 @@ class Backend(Protocol):
 class CommandExecutor:
     """Feeds one Peer and carries out its commands through a Backend."""
 
-    def __init__(self, peer: Peer, backend: Backend) -> None:
+    def __init__(self, peer: Peer, backend: Backend, batch: MergeBatch | None = None) -> None:
         self.peer = peer
         self.backend = backend
+        self.batch = batch
 
     def feed(self, event: Event) -> None:
         commands = self.peer.handle(event)
@@ -93,14 +102,11 @@ class CommandExecutor:
                     outcome = MergeOutcome(np.array(b.own_model(), dtype=np.float32))
                 elif self.peer.merger is None:
                     raise RumorError("this peer has no merger (build it with build_peer)")
+                elif self.batch is not None and self.batch.offer(self, c):
+                    continue
                 else:
                     outcome = self.peer.merger.merge(b.own_model(), c)
-                for name, fields in outcome.events:
-                    self.peer.counters[name] += 1
-                    b.log(name, fields)
-                b.adopt(c.round, outcome.vector, c)
-                follow_ups.append(MergeDone(c.round, outcome.vector, b.now(),
-                                            outcome.forward, outcome.rejected))
+                follow_ups.append(self._merged(c, outcome))
             elif isinstance(c, AdoptModel):
                 b.adopt(c.round, c.vector, None)
                 follow_ups.append(MergeDone(c.round, c.vector, b.now()))
@@ -110,3 +116,15 @@ class CommandExecutor:
                 b.log(c.event, c.fields)
         for event in follow_ups:
             self.feed(event)
+
+    def finish_merge(self, cmd: Merge, outcome: MergeOutcome) -> None:
+        """A batched merge's outcome: adopt it and feed MergeDone (see module docstring)."""
+        self.feed(self._merged(cmd, outcome))
+
+    def _merged(self, cmd: Merge, outcome: MergeOutcome) -> MergeDone:
+        b = self.backend
+        for name, fields in outcome.events:
+            self.peer.counters[name] += 1
+            b.log(name, fields)
+        b.adopt(cmd.round, outcome.vector, cmd)
+        return MergeDone(cmd.round, outcome.vector, b.now(), outcome.forward, outcome.rejected)

@@ -31,12 +31,28 @@ import numpy as np
 import torch
 
 from rumor import aggregation
+from rumor.aggregation import batched
 from rumor.aggregation.layout import Layout
 from rumor.aggregation.sybilwall import Forwarded
 from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
 from rumor.protocols.errors import AggregationError
 from rumor.protocols.events import Merge, Relay, Vector
 from rumor.protocols.hooks import Evaluator, MergeOutcome
+
+
+class Workspace:
+    """Float32 buffers kept from call to call (``take(name, rows, d)`` returns a view
+    of at least that size, grown by a quarter when too small): large fresh allocations
+    cost page faults that, on a VM, are slower than the arithmetic on them."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, rows: int, d: int) -> np.ndarray:
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[1] != d or buf.shape[0] < rows:
+            buf = self._buffers[name] = np.empty((rows + rows // 4, d), dtype=np.float32)
+        return buf[:rows]
 
 
 class RuleMerger:
@@ -76,6 +92,70 @@ class RuleMerger:
     @property
     def fedavg(self) -> bool:
         return self.aggregator == FEDAVG
+
+    def batch_key(self, cmd: Merge) -> tuple[Any, ...] | None:
+        """What makes ``cmd`` mergeable in one batch with others of the same key (a
+        linear rule, rumor.aggregation.batched), or None: merge it alone. A final-merge
+        step is the plain mean whatever the rule; defenses, FedAvg and catch-up merges
+        are never batched."""
+        if cmd.local or cmd.catch_up_to is not None:
+            return None
+        name, params = ("mean", {}) if cmd.final else (self.aggregator, self.params)
+        if not cmd.final and (self.defense is not None or self.rule is None):
+            return None
+        if not batched.supports(name, params):
+            return None
+        step = 1.0 if cmd.final else cmd.step  # a final merge takes the whole mean
+        return (name, tuple(sorted(params.items())), self.layout, self.max_abs, step)
+
+    @staticmethod
+    def merge_batch(key: tuple[Any, ...], owns: torch.Tensor, cmds: list[Merge],
+                    workspace: Workspace | None = None) -> list[MergeOutcome]:
+        """The outcomes of ``cmds`` (all of batch key ``key``; row g of ``owns`` (G, d) is
+        the own model of cmds[g]): what ``merge`` gives each, up to float summation
+        order, computed as one sparse product (rumor.aggregation.batched). The update
+        vectors are stacked once however many receivers share them (by address), into
+        ``workspace``'s buffers when given (reused from call to call)."""
+        ws = workspace or Workspace()
+        name, params, layout, max_abs, step = key
+        slot: dict[int, int] = {}
+        vectors: list[Vector] = []
+        members: list[list[int]] = []
+        for cmd in cmds:
+            row = []
+            for u in cmd.updates:
+                # by address: receivers of one broadcast hold views of the same bytes
+                # (distinct array objects); every command keeps its arrays alive here
+                at = np.asarray(u.vector).__array_interface__["data"][0]
+                j = slot.get(at)
+                if j is None:
+                    j = slot[at] = len(vectors)
+                    vectors.append(u.vector)
+                row.append(j)
+            members.append(row)
+        d = owns.shape[1]
+        pool_np = ws.take("pool", len(vectors), d)
+        if vectors:
+            np.stack(vectors, out=pool_np)
+        out = batched.merge_many(name, owns, torch.from_numpy(pool_np), members,
+                                 layout=layout, own_weight=dict(params).get("own_weight", 0.5),
+                                 out=torch.from_numpy(ws.take("out", len(cmds), d)))
+        if step != 1.0:
+            out -= owns
+            out *= step
+            out += owns
+        # reductions only (no (G, d) temporaries): a NaN or Inf makes the sum non-finite
+        bad = ~torch.isfinite(out.sum(dim=1))
+        if d:
+            bad |= torch.maximum(out.amax(dim=1), -out.amin(dim=1)) > max_abs
+        outcomes = []
+        for g, cmd in enumerate(cmds):
+            if bool(bad[g]):
+                outcomes.append(MergeOutcome(owns[g].numpy().copy(), (), True,
+                                             (("poisoned_merge", {"round": cmd.round}),)))
+            else:  # a copy: the workspace is reused by the next batch
+                outcomes.append(MergeOutcome(out[g].numpy().copy()))
+        return outcomes
 
     def merge(self, own: Vector, cmd: Merge) -> MergeOutcome:
         own_t = torch.from_numpy(np.ascontiguousarray(own, dtype=np.float32))
