@@ -58,11 +58,14 @@ def merge_many(
     layout: Layout | None = None,
     own_weight: float = 0.5,
     out: Tensor | None = None,
+    pool_variances: list[Tensor] | None = None,
 ) -> Tensor:
     """The (G, d) merged vectors: row g merges own[g] with pool[members[g]]; see the
     module docstring. ``own`` (G, d) and ``pool`` (S, d) float32. Written into ``out``
     (G, d) when given (it may be a reused buffer), else into a new tensor. Works in
-    blocks of receivers, so temporaries stay small whatever G is."""
+    blocks of receivers, so temporaries stay small whatever G is. ``pool_variances``:
+    ``input_variances(name, pool, layout)`` when the caller merges several blocks of
+    receivers against one pool (computed here when None)."""
     if name not in BATCHED:
         raise AggregationError(f"no batched form of rule {name!r}")
     if not 0.0 <= own_weight <= 1.0:
@@ -82,9 +85,9 @@ def merge_many(
         a = 1.0 / (counts + 1.0)
         b = a.clone()
     correct = name in ("variance-corrected", "vc:mean")
-    pieces = [p for p in (layout or single_tensor_layout(d)) if _checked(p, d)]
-    # each input's variance per weight slice, once however many receivers share it
-    pool_var = [_row_variances(pool, p.start, p.stop) for p in pieces] if correct else []
+    pieces = _pieces(layout, d)
+    pool_var = (input_variances(name, pool, layout) if pool_variances is None
+                else pool_variances)
     rows = max(1, _BLOCK_FLOATS // max(d, 1))
     for k in range(0, g, rows):
         block = members[k:k + rows]
@@ -101,6 +104,18 @@ def merge_many(
                     var_in += (uniform @ var_pool[:, None])[:, 0]
                 _rescale(view[:, p.start:p.stop], var_in / n)
     return out
+
+
+def input_variances(name: str, pool: Tensor, layout: Layout | None) -> list[Tensor]:
+    """Per rescaled weight slice of ``layout``, each pool row's variance (S,) float64:
+    computed once however many receivers share the row (empty for ``mean``)."""
+    if name not in ("variance-corrected", "vc:mean"):
+        return []
+    return [_row_variances(pool, p.start, p.stop) for p in _pieces(layout, pool.shape[1])]
+
+
+def _pieces(layout: Layout | None, d: int) -> list[LayerSlice]:
+    return [p for p in (layout or single_tensor_layout(d)) if _checked(p, d)]
 
 
 def _checked(piece: LayerSlice, d: int) -> bool:

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import torch
-
 from rumor.node.engine.merger import RuleMerger, Workspace
 from rumor.protocols.events import Merge
 from rumor.protocols.hooks import MergeOutcome
@@ -69,11 +66,9 @@ class MergeBatch:
             groups.setdefault(key, []).append(k)
         outcomes: list[MergeOutcome | None] = [None] * len(items)
         for key, ks in groups.items():
-            owns = self.workspace.take("own", len(ks), len(items[ks[0]][0].backend.own_model()))
-            np.stack([np.asarray(items[k][0].backend.own_model(), dtype=np.float32)
-                      for k in ks], out=owns)
-            done = RuleMerger.merge_batch(key, torch.from_numpy(owns),
-                                          [items[k][1] for k in ks], self.workspace)
+            done = RuleMerger.merge_batch(
+                key, [items[k][0].backend.own_model() for k in ks],
+                [items[k][1] for k in ks], self.workspace)
             for k, outcome in zip(ks, done, strict=True):
                 outcomes[k] = outcome
         for (executor, cmd, _), done_one in zip(items, outcomes, strict=True):

@@ -25,6 +25,7 @@ all models, which a robust rule does not compute.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,8 @@ from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
 from rumor.protocols.errors import AggregationError
 from rumor.protocols.events import Merge, Relay, Vector
 from rumor.protocols.hooks import Evaluator, MergeOutcome
+
+_MERGE_BLOCK = 1024  # receivers per block of a batched merge
 
 
 class Workspace:
@@ -109,13 +112,14 @@ class RuleMerger:
         return (name, tuple(sorted(params.items())), self.layout, self.max_abs, step)
 
     @staticmethod
-    def merge_batch(key: tuple[Any, ...], owns: torch.Tensor, cmds: list[Merge],
+    def merge_batch(key: tuple[Any, ...], owns: Sequence[Vector], cmds: Sequence[Merge],
                     workspace: Workspace | None = None) -> list[MergeOutcome]:
-        """The outcomes of ``cmds`` (all of batch key ``key``; row g of ``owns`` (G, d) is
-        the own model of cmds[g]): what ``merge`` gives each, up to float summation
-        order, computed as one sparse product (rumor.aggregation.batched). The update
-        vectors are stacked once however many receivers share them (by address), into
-        ``workspace``'s buffers when given (reused from call to call)."""
+        """The outcomes of ``cmds`` (all of batch key ``key``; owns[g] is the own model
+        of cmds[g]): what ``merge`` gives each, up to float summation order, computed
+        as sparse products (rumor.aggregation.batched) over blocks of receivers. The
+        update vectors are stacked once however many receivers share them (by
+        address), into ``workspace``'s buffers when given (reused from call to call);
+        each block's result is a new tensor whose rows are the outcomes' vectors."""
         ws = workspace or Workspace()
         name, params, layout, max_abs, step = key
         slot: dict[int, int] = {}
@@ -133,28 +137,37 @@ class RuleMerger:
                     vectors.append(u.vector)
                 row.append(j)
             members.append(row)
-        d = owns.shape[1]
+        d = len(owns[0]) if len(owns) else 0
         pool_np = ws.take("pool", len(vectors), d)
         if vectors:
             np.stack(vectors, out=pool_np)
-        out = batched.merge_many(name, owns, torch.from_numpy(pool_np), members,
-                                 layout=layout, own_weight=dict(params).get("own_weight", 0.5),
-                                 out=torch.from_numpy(ws.take("out", len(cmds), d)))
-        if step != 1.0:
-            out -= owns
-            out *= step
-            out += owns
-        # reductions only (no (G, d) temporaries): a NaN or Inf makes the sum non-finite
-        bad = ~torch.isfinite(out.sum(dim=1))
-        if d:
-            bad |= torch.maximum(out.amax(dim=1), -out.amin(dim=1)) > max_abs
-        outcomes = []
-        for g, cmd in enumerate(cmds):
-            if bool(bad[g]):
-                outcomes.append(MergeOutcome(owns[g].numpy().copy(), (), True,
-                                             (("poisoned_merge", {"round": cmd.round}),)))
-            else:  # a copy: the workspace is reused by the next batch
-                outcomes.append(MergeOutcome(out[g].numpy().copy()))
+        pool = torch.from_numpy(pool_np)
+        pool_var = batched.input_variances(name, pool, layout)
+        own_weight = dict(params).get("own_weight", 0.5)
+        outcomes: list[MergeOutcome] = []
+        for k in range(0, len(cmds), _MERGE_BLOCK):
+            own_np = ws.take("own", len(cmds[k:k + _MERGE_BLOCK]), d)
+            np.stack([np.asarray(v, dtype=np.float32) for v in owns[k:k + _MERGE_BLOCK]],
+                     out=own_np)
+            own = torch.from_numpy(own_np)
+            out = batched.merge_many(name, own, pool, members[k:k + _MERGE_BLOCK],
+                                     layout=layout, own_weight=own_weight,
+                                     pool_variances=pool_var)
+            if step != 1.0:
+                out -= own
+                out *= step
+                out += own
+            # reductions only (no (G, d) temporaries): a NaN or Inf makes the sum
+            # non-finite
+            bad = ~torch.isfinite(out.sum(dim=1))
+            if d:
+                bad |= torch.maximum(out.amax(dim=1), -out.amin(dim=1)) > max_abs
+            for g, cmd in enumerate(cmds[k:k + _MERGE_BLOCK]):
+                if bool(bad[g]):
+                    outcomes.append(MergeOutcome(own_np[g].copy(), (), True,
+                                                 (("poisoned_merge", {"round": cmd.round}),)))
+                else:
+                    outcomes.append(MergeOutcome(out[g].numpy()))
         return outcomes
 
     def merge(self, own: Vector, cmd: Merge) -> MergeOutcome:

@@ -69,14 +69,13 @@ def test_merge_batch_matches_merge_with_shared_vectors_steps_and_final_merges(
         final: bool) -> None:
     """Receivers of one broadcast hold distinct array objects over the same memory."""
     own, pool, members = case
-    import torch
 
     merger = RuleMerger("variance-corrected", f=0, layout=LAYOUT, max_abs=1e6)
     cmds = [Merge(3, tuple(ReceivedUpdate(f"p{j}", 3, pool[j][:], 10) for j in m),
                   step=step, final=final) for m in members]
     key = merger.batch_key(cmds[0])
     assert key is not None
-    outcomes = RuleMerger.merge_batch(key, torch.from_numpy(own.copy()), cmds, Workspace())
+    outcomes = RuleMerger.merge_batch(key, list(own.copy()), cmds, Workspace())
     for g, cmd in enumerate(cmds):
         want = merger.merge(own[g], cmd)
         assert outcomes[g].rejected == want.rejected
@@ -85,7 +84,6 @@ def test_merge_batch_matches_merge_with_shared_vectors_steps_and_final_merges(
 
 
 def test_a_poisoned_merge_keeps_the_own_model_in_a_batch_too() -> None:
-    import torch
 
     merger = RuleMerger("mean", f=0, layout=LAYOUT, max_abs=10.0)
     own = np.ones((2, D), dtype=np.float32)
@@ -94,7 +92,7 @@ def test_a_poisoned_merge_keeps_the_own_model_in_a_batch_too() -> None:
             Merge(1, (ReceivedUpdate("b", 1, np.zeros(D, np.float32), 1),))]
     key = merger.batch_key(cmds[0])
     assert key is not None
-    out = RuleMerger.merge_batch(key, torch.from_numpy(own.copy()), cmds)
+    out = RuleMerger.merge_batch(key, list(own.copy()), cmds)
     assert out[0].rejected and out[0].events[0][0] == "poisoned_merge"
     np.testing.assert_array_equal(out[0].vector, own[0])
     assert not out[1].rejected
