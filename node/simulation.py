@@ -32,6 +32,7 @@ import torch
 from rumor import aggregation
 from rumor.aggregation.compression import parse_spec
 from rumor.aggregation.layout import Layout
+from rumor.node.alloc import block_rows, keep_freed_memory
 from rumor.node.attacks import (
     AttackSpec,
     add_trigger,
@@ -361,6 +362,8 @@ class Simulation:
         self.peers: list[Peer] = [self._make_peer(i) for i in range(self.total)]
         # linear merges of one virtual instant run as one sparse product (MergeBatch)
         self.merge_batch = MergeBatch() if fast else None
+        if fast:  # large buffers come back every round: keep their pages (rumor.node.alloc)
+            keep_freed_memory()
         self.executors = [CommandExecutor(p, _SimBackend(self, i), self.merge_batch)
                           for i, p in enumerate(self.peers)]
         self._training: dict[int, tuple[int, TrainingHints]] = {}  # peer -> round, hints
@@ -582,22 +585,28 @@ class Simulation:
                 self._trained[p] = (vec.copy(), vec.copy())
                 continue
             groups.setdefault((r, hints.polyak_beta), []).append(p)
-        for (r, beta), rows in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
-            sel = torch.tensor(rows, dtype=torch.int64)
-            # the model before training: only an adversary reads it (TrainingDone.base)
-            crafting = [k for k, p in enumerate(rows) if self.peers[p].adversary is not None]
-            base = {k: self.params[rows[k]].numpy().copy() for k in crafting}
-            out = self.trainer.train(
-                self.params, self.indices, seed=self.config.seed, round=r, rows=rows,
-                label_maps=self._label_maps or None,
-                momentum_state=self.momentum_state if beta is not None else None,
-                polyak_beta=beta,
-            )
-            self.params[sel] = out
-            # out is the trainer's new tensor and nobody writes into it: its rows are
-            # the peers' trained models (TrainingDone.vector), shared, not copied
-            for k, p in enumerate(rows):
-                self._trained[p] = (base.get(k), out[k].numpy())
+        block = block_rows(self.d)  # heap-sized outputs, reused round after round
+        for (r, beta), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
+            for k in range(0, len(group), block):
+                self._train_rows(r, beta, group[k:k + block])
+
+    def _train_rows(self, r: int, beta: float | None, rows: list[int]) -> None:
+        """Train ``rows`` (one round, one momentum setting) in one trainer call."""
+        sel = torch.tensor(rows, dtype=torch.int64)
+        # the model before training: only an adversary reads it (TrainingDone.base)
+        crafting = [k for k, p in enumerate(rows) if self.peers[p].adversary is not None]
+        base = {k: self.params[rows[k]].numpy().copy() for k in crafting}
+        out = self.trainer.train(
+            self.params, self.indices, seed=self.config.seed, round=r, rows=rows,
+            label_maps=self._label_maps or None,
+            momentum_state=self.momentum_state if beta is not None else None,
+            polyak_beta=beta,
+        )
+        self.params[sel] = out
+        # out is the trainer's new tensor and nobody writes into it: its rows are
+        # the peers' trained models (TrainingDone.vector), shared, not copied
+        for k, p in enumerate(rows):
+            self._trained[p] = (base.get(k), out[k].numpy())
 
     def _plant_backdoor(self, spec: AttackSpec, attackers: list[int],
                         rng: np.random.Generator) -> None:

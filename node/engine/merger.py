@@ -35,12 +35,11 @@ from rumor import aggregation
 from rumor.aggregation import batched
 from rumor.aggregation.layout import Layout
 from rumor.aggregation.sybilwall import Forwarded
+from rumor.node.alloc import block_rows
 from rumor.node.merging import FEDAVG, is_stateful, merge_updates, resolve_rule
 from rumor.protocols.errors import AggregationError
 from rumor.protocols.events import Merge, Relay, Vector
 from rumor.protocols.hooks import Evaluator, MergeOutcome
-
-_MERGE_BLOCK = 1024  # receivers per block of a batched merge
 
 
 class Workspace:
@@ -145,12 +144,13 @@ class RuleMerger:
         pool_var = batched.input_variances(name, pool, layout)
         own_weight = dict(params).get("own_weight", 0.5)
         outcomes: list[MergeOutcome] = []
-        for k in range(0, len(cmds), _MERGE_BLOCK):
-            own_np = ws.take("own", len(cmds[k:k + _MERGE_BLOCK]), d)
-            np.stack([np.asarray(v, dtype=np.float32) for v in owns[k:k + _MERGE_BLOCK]],
+        block = block_rows(d)
+        for k in range(0, len(cmds), block):
+            own_np = ws.take("own", len(cmds[k:k + block]), d)
+            np.stack([np.asarray(v, dtype=np.float32) for v in owns[k:k + block]],
                      out=own_np)
             own = torch.from_numpy(own_np)
-            out = batched.merge_many(name, own, pool, members[k:k + _MERGE_BLOCK],
+            out = batched.merge_many(name, own, pool, members[k:k + block],
                                      layout=layout, own_weight=own_weight,
                                      pool_variances=pool_var)
             if step != 1.0:
@@ -162,7 +162,7 @@ class RuleMerger:
             bad = ~torch.isfinite(out.sum(dim=1))
             if d:
                 bad |= torch.maximum(out.amax(dim=1), -out.amin(dim=1)) > max_abs
-            for g, cmd in enumerate(cmds[k:k + _MERGE_BLOCK]):
+            for g, cmd in enumerate(cmds[k:k + block]):
                 if bool(bad[g]):
                     outcomes.append(MergeOutcome(own_np[g].copy(), (), True,
                                                  (("poisoned_merge", {"round": cmd.round}),)))
