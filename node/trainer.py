@@ -71,6 +71,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 
 from rumor.aggregation.layout import Layout
+from rumor.node import batched_mlp
 from rumor.node.data.datasets import Dataset
 from rumor.node.models import build_model, flatten_params, param_layout, unflatten_into
 from rumor.protocols.errors import ConfigError
@@ -260,6 +261,12 @@ class BatchedTrainer:
         self._grad1: Callable[..., dict[str, torch.Tensor]] = grad(loss)
         self._grads: Callable[..., dict[str, torch.Tensor]] = vmap(self._grad1)
         self._logits: Callable[..., torch.Tensor] = vmap(logits, in_dims=(0, None))
+        # the MLP's batched gradients and logits by hand (rumor.node.batched_mlp): the
+        # same function without torch.func's first-call import (~2 s) and its overhead
+        layers = self._mlp_layers = batched_mlp.linear_layers(module)
+        if layers is not None:
+            self._grads = functools.partial(batched_mlp.grads, layers=layers)
+            self._logits = functools.partial(batched_mlp.logits, layers=layers)
 
     # -- parameters ---------------------------------------------------------------
     def _views(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -416,7 +423,7 @@ class BatchedTrainer:
     def _grad_rows(self, params: Mapping[str, torch.Tensor], xb: torch.Tensor,
                    yb: torch.Tensor, single: bool) -> dict[str, torch.Tensor]:
         """Per-row gradients ``{name: (B, *shape)}`` of each row's minibatch loss."""
-        if single:  # one row (train_one): plain grad, half vmap's overhead
+        if single and self._mlp_layers is None:  # one row: plain grad, half vmap's overhead
             g1 = self._grad1({k: v[0] for k, v in params.items()}, xb[0], yb[0])
             return {k: v.unsqueeze(0) for k, v in g1.items()}
         return self._grads(dict(params), xb, yb)
@@ -485,7 +492,7 @@ class BatchedTrainer:
                 if w.shape[0] == 1:  # one model: batches past a few hundred spill caches
                     step = min(step, ONE_MODEL_BATCH)
                 for n0 in range(0, n, step):
-                    if w.shape[0] == 1:  # plain call: no vmap overhead for one model
+                    if w.shape[0] == 1 and self._mlp_layers is None:  # no vmap overhead
                         one = {k: v[0] for k, v in views.items()}
                         logits = functional_call(self.module, one, (x[n0:n0 + step],))[None]
                     else:
