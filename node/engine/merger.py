@@ -121,7 +121,7 @@ class RuleMerger:
         each block's result is a new tensor whose rows are the outcomes' vectors."""
         ws = workspace or Workspace()
         name, params, layout, max_abs, step = key
-        slot: dict[int, int] = {}
+        slot: dict[tuple[int, tuple[int, ...], str], int] = {}
         vectors: list[Vector] = []
         members: list[list[int]] = []
         for cmd in cmds:
@@ -129,7 +129,8 @@ class RuleMerger:
             for u in cmd.updates:
                 # by address: receivers of one broadcast hold views of the same bytes
                 # (distinct array objects); every command keeps its arrays alive here
-                at = np.asarray(u.vector).__array_interface__["data"][0]
+                arr = np.asarray(u.vector)
+                at = (arr.__array_interface__["data"][0], arr.strides, arr.dtype.str)
                 j = slot.get(at)
                 if j is None:
                     j = slot[at] = len(vectors)
