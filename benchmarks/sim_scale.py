@@ -85,9 +85,9 @@ def main() -> None:
                "--aggregator", args.aggregator, "--eval-peers", str(args.eval_peers),
                "--test-subset", str(args.test_subset), "--threads", str(args.threads),
                "--seed", str(args.seed), *(["--progress"] if args.progress else [])]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        if args.progress:
-            sys.stderr.write(out.stderr)
+        # the child's progress lines (stderr) go straight to ours, as they happen
+        out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE,
+                             stderr=None if args.progress else subprocess.PIPE, text=True)
         r = json.loads(out.stdout.strip().splitlines()[-1])
         pr = r["peers"] * r["rounds"]
         print(f"{p:6d} {r['build_s']:8.1f} {r['run_s']:8.1f} {r['final_eval_s']:12.1f} "
