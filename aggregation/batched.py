@@ -33,6 +33,7 @@ from rumor.aggregation.layout import LayerSlice, Layout, single_tensor_layout
 from rumor.protocols.errors import AggregationError
 
 BATCHED = ("mean", "variance-corrected", "vc:mean")
+_CORRECTED = ("variance-corrected", "vc:mean")  # the rules that rescale variance
 # floats per block of work: ~8 MB temporaries, which the allocator reuses (fresh large
 # allocations cost page faults that, on a VM, are slower than the arithmetic)
 _BLOCK_FLOATS = 1 << 21
@@ -57,13 +58,11 @@ def merge_many(
     *,
     layout: Layout | None = None,
     own_weight: float = 0.5,
-    out: Tensor | None = None,
     pool_variances: list[Tensor] | None = None,
 ) -> Tensor:
     """The (G, d) merged vectors: row g merges own[g] with pool[members[g]]; see the
-    module docstring. ``own`` (G, d) and ``pool`` (S, d) float32. Written into ``out``
-    (G, d) when given (it may be a reused buffer), else into a new tensor. Works in
-    blocks of receivers, so temporaries stay small whatever G is. ``pool_variances``:
+    module docstring. ``own`` (G, d) and ``pool`` (S, d) float32; a new tensor. Works
+    in blocks of receivers, so temporaries stay small whatever G is. ``pool_variances``:
     ``input_variances(name, pool, layout)`` when the caller merges several blocks of
     receivers against one pool (computed here when None)."""
     if name not in BATCHED:
@@ -75,8 +74,7 @@ def merge_many(
         raise AggregationError(
             f"merge_many needs own (G, d), pool (S, d) and G member lists, got "
             f"{tuple(own.shape)}, {tuple(pool.shape)} and {len(members)}")
-    if out is None:
-        out = torch.empty_like(own)
+    out = torch.empty_like(own)
     counts = torch.tensor([len(m) for m in members], dtype=torch.float64)
     if name == "variance-corrected":
         a = torch.where(counts > 0, torch.full_like(counts, own_weight), 1.0)
@@ -84,7 +82,7 @@ def merge_many(
     else:
         a = 1.0 / (counts + 1.0)
         b = a.clone()
-    correct = name in ("variance-corrected", "vc:mean")
+    correct = name in _CORRECTED
     pieces = _pieces(layout, d)
     pool_var = (input_variances(name, pool, layout) if pool_variances is None
                 else pool_variances)
@@ -109,7 +107,7 @@ def merge_many(
 def input_variances(name: str, pool: Tensor, layout: Layout | None) -> list[Tensor]:
     """Per rescaled weight slice of ``layout``, each pool row's variance (S,) float64:
     computed once however many receivers share the row (empty for ``mean``)."""
-    if name not in ("variance-corrected", "vc:mean"):
+    if name not in _CORRECTED:
         return []
     return [_row_variances(pool, p.start, p.stop) for p in _pieces(layout, pool.shape[1])]
 

@@ -588,9 +588,9 @@ class Simulation:
         block = block_rows(self.d)  # heap-sized outputs, reused round after round
         for (r, beta), group in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[1])):
             for k in range(0, len(group), block):
-                self._train_rows(r, beta, group[k:k + block])
+                self._train_block(r, beta, group[k:k + block])
 
-    def _train_rows(self, r: int, beta: float | None, rows: list[int]) -> None:
+    def _train_block(self, r: int, beta: float | None, rows: list[int]) -> None:
         """Train ``rows`` (one round, one momentum setting) in one trainer call."""
         sel = torch.tensor(rows, dtype=torch.int64)
         # the model before training: only an adversary reads it (TrainingDone.base)

@@ -103,7 +103,7 @@ class RuleMerger:
         if cmd.local or cmd.catch_up_to is not None:
             return None
         name, params = ("mean", {}) if cmd.final else (self.aggregator, self.params)
-        if not cmd.final and (self.defense is not None or self.rule is None):
+        if not cmd.final and self.rule is None:  # a stateful defense or FedAvg
             return None
         if not batched.supports(name, params):
             return None
