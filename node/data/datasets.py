@@ -28,6 +28,7 @@ A cache file holds exactly four uint8/int64 arrays (``x_train``, ``y_train``,
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import tempfile
@@ -150,12 +151,30 @@ def _images(
     )
 
 
-def _load_digits() -> Dataset:
+def _digits_arrays() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """scikit-learn's bundled digits as (1797, 64) pixels in 0..16 and (1797,) labels.
+
+    Read from the package's own ``datasets/data/digits.csv.gz`` (what ``load_digits``
+    reads: 64 pixel columns, then the label) without importing scikit-learn, whose
+    import costs ~1 s before a simulation can start; ``load_digits`` only when that
+    file is not where it is expected.
+    """
+    spec = importlib.util.find_spec("sklearn")
+    roots = spec.submodule_search_locations if spec is not None else None
+    for root in roots or []:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",", dtype=np.float64)
+            return table[:, :-1], table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    images = np.asarray(bunch.images, dtype=np.float64) / 16.0  # (1797, 8, 8) in [0, 1]
-    labels = np.asarray(bunch.target, dtype=np.int64)
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target, dtype=np.int64)
+
+
+def _load_digits() -> Dataset:
+    pixels, labels = _digits_arrays()
+    images = pixels.reshape(-1, 8, 8) / 16.0  # (1797, 8, 8) in [0, 1]
     perm = np.random.Generator(np.random.PCG64(DIGITS_SPLIT_SEED)).permutation(len(labels))
     n_test = round(len(labels) * DIGITS_TEST_FRACTION)
     test, train = perm[:n_test], perm[n_test:]

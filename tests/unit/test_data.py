@@ -45,6 +45,27 @@ def test_digits_split_is_deterministic_and_disjoint() -> None:
     assert sum(t in train for t in test) < 10
 
 
+def test_digits_read_without_sklearn_equal_load_digits() -> None:
+    """The CSV read straight from scikit-learn's package data is load_digits, value for
+    value, and reading it does not import scikit-learn."""
+    import subprocess
+    import sys
+
+    from sklearn.datasets import load_digits
+
+    from rumor.node.data.datasets import _digits_arrays
+
+    pixels, labels = _digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(pixels, bunch.data) and pixels.dtype == np.float64
+    assert np.array_equal(labels, bunch.target) and labels.dtype == np.int64
+    probe = ("import sys; from rumor.node.data.datasets import load_dataset; "
+             "load_dataset('digits'); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr
+
+
 def test_missing_dataset_names_the_fetch_command(tmp_path: Path) -> None:
     assert not is_prepared("mnist", tmp_path)
     with pytest.raises(DatasetMissing) as err:
