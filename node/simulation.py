@@ -416,12 +416,12 @@ class Simulation:
             if self.config.duration is not None and now > self.config.duration:
                 break
             i = item.target
-            if item.kind == "timeline":
+            if item.kind == "deliver":  # one broadcast: every target alive or not
+                self._deliver(item, now)
+            elif item.kind == "timeline":
                 self._apply_timeline(item.payload, now)
             elif i not in self.alive:
                 continue  # a removed peer does nothing; what was sent to it is lost
-            elif item.kind == "deliver":
-                self.hub.dispatch(item)  # -> the endpoint -> self._on_receive
             elif item.kind == "trained":
                 inc, round_ = item.payload
                 pending = self._training.get(i)
@@ -560,6 +560,17 @@ class Simulation:
                 return
             batch.flush()
             item = self.net.peek()
+
+    def _deliver(self, item: SimEvent, now: float) -> None:
+        """A deliver event (one broadcast, SimNetwork) to each target in send order, as
+        separate events would be: a removed target gets nothing, and kept merges are
+        flushed before a target that holds one (what the run loop does per event)."""
+        for k, dst in enumerate(item.payload[2]):
+            if k:
+                self._flush_merges_before(tuple.__new__(
+                    SimEvent, (now, item.seq, "deliver", dst, None)))
+            if dst in self.alive:
+                self.hub.dispatch(item, dst)  # -> the endpoint -> self._on_receive
 
     def _on_receive(self, i: int, msg: Received) -> None:
         src = self.index_of[msg.sender]

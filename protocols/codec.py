@@ -296,6 +296,14 @@ class _Parser:
         self.pos = end
         return data
 
+    def _view(self, n: int) -> memoryview:
+        end = self.pos + n
+        if end > len(self.buf):
+            raise RejectedMessage("malformed", f"a {n}-byte value runs past the end")
+        view = memoryview(self.buf)[self.pos : end]
+        self.pos = end
+        return view
+
     def map_header(self) -> int:
         b = self._byte()
         if 0x80 <= b <= 0x8F:
@@ -368,6 +376,8 @@ class _Parser:
                 n = self._length(b - 0xC4)
                 if n > self.max_bin:
                     raise RejectedMessage("oversize", f"field {key!r}: {n}-byte bin")
+                if key == "x":  # the tensor: a view of the message, not a copy
+                    return self._view(n)
                 return self._take(n)
         elif typ == STR:
             if 0xA0 <= b <= 0xBF:
@@ -511,7 +521,7 @@ def _body(kind: Kind, obj: dict[str, Any], limits: Limits) -> Body:
 def _model_body(obj: dict[str, Any], limits: Limits) -> ModelBody:
     dtype = _field(obj, "dt", str)
     shape_list = _field(obj, "sh", list)
-    data = _field(obj, "x", bytes)
+    data = _field(obj, "x", memoryview)
     num_samples = _field(obj, "n", int)
     if dtype not in ALLOWED_DTYPES:
         raise RejectedMessage("bad_tensor", f"dtype {dtype[:16]!r} not allowed")

@@ -50,11 +50,15 @@ COMPRESSED_SCHEMES: frozenset[str] = frozenset({"full", "sparse", "seeded", "qua
 
 @dataclass(frozen=True)
 class TensorPayload:
-    """A flat tensor as raw little-endian bytes; ``data`` length = prod(shape) * itemsize."""
+    """A flat tensor as raw little-endian bytes; ``data`` length = prod(shape) * itemsize.
+
+    ``data`` is ``bytes`` when built from an array, and a read-only ``memoryview`` of
+    the received message when decoded (no copy of the tensor: it keeps that message's
+    bytes alive, which the receiver holds anyway)."""
 
     dtype: str
     shape: tuple[int, ...]
-    data: bytes
+    data: bytes | memoryview
 
     @classmethod
     def from_array(cls, array: NDArray[np.floating]) -> TensorPayload:
@@ -63,10 +67,26 @@ class TensorPayload:
         le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         return cls(dtype=le.dtype.str, shape=tuple(int(s) for s in le.shape), data=le.tobytes())
 
+    @classmethod
+    def view_of(cls, array: NDArray[np.floating]) -> TensorPayload:
+        """``from_array`` without the copy when ``array`` is already little-endian and
+        C-contiguous: a payload that is encoded at once (a broadcast), while ``array``
+        does not change; it must not be kept."""
+        arr = np.ascontiguousarray(array)
+        le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        return cls(dtype=le.dtype.str, shape=tuple(int(s) for s in le.shape),
+                   data=memoryview(le.reshape(-1)).cast("B"))
+
     def to_array(self) -> NDArray[np.floating]:
-        """A read-only view of the bytes as a numpy array (no copy)."""
-        arr = np.frombuffer(self.data, dtype=np.dtype(self.dtype))
-        return arr.reshape(self.shape)
+        """A read-only view of the bytes as a numpy array (no copy); the same array
+        object on every call (a payload shared by many receivers is viewed once; it is
+        read-only, so sharing it is safe; cached as ``all_finite`` is, and for the same
+        reason not with ``functools.cached_property``)."""
+        arr: NDArray[np.floating] | None = self.__dict__.get("_array")
+        if arr is None:
+            arr = np.frombuffer(self.data, dtype=np.dtype(self.dtype)).reshape(self.shape)
+            object.__setattr__(self, "_array", arr)
+        return arr
 
     @property
     def all_finite(self) -> bool:

@@ -598,11 +598,13 @@ class Peer:
         A peer with no neighbours waits for the deadline (someone may appear), unless
         ``wait_when_alone`` is off (a simulator with a fixed topology).
         """
-        if not self.neighbours:
+        # |discovered ∪ adopted| without building the union (this runs per message)
+        n = len(self.discovered) + (len(self.adopted - self.discovered) if self.adopted else 0)
+        if not n:
             return 1 if self.config.wait_when_alone else 0
         if self.config.min_updates is not None:
-            return max(1, min(self.config.min_updates, len(self.neighbours)))
-        return len(self.neighbours)
+            return max(1, min(self.config.min_updates, n))
+        return n
 
     def _maybe_merge(self, now: float) -> list[Command]:
         if self.phase is not Phase.COLLECTING or self.config.role is Role.CLIENT:
@@ -682,7 +684,8 @@ class Peer:
     def _broadcast(
         self, kind: Kind, vector: Vector, num_samples: int, targets: list[PeerId], now: float
     ) -> list[Command]:
-        payload = TensorPayload.from_array(np.asarray(vector, dtype=np.float32))
+        # encoded at once below and not kept: a view of the vector, not a copy
+        payload = TensorPayload.view_of(np.asarray(vector, dtype=np.float32))
         return self._broadcast_body(kind, ModelBody(payload, num_samples), targets, now)
 
     def _send_one(self, kind: Kind, body: Body, to: PeerId, now: float) -> list[Command]:

@@ -53,11 +53,13 @@ class VirtualHub(MemoryHub):
     def index_of(self, peer: PeerId) -> int:
         return self._index[peer]
 
-    def dispatch(self, item: SimEvent) -> None:
-        """Hand a popped ``deliver`` event to its receiver."""
-        src, data = item.payload
-        target = self._by_index[item.target]
-        target._arrive(Received(self._by_index[src].local_id, data))
+    def dispatch(self, item: SimEvent, dst: int | None = None) -> None:
+        """Hand a popped ``deliver`` event to its receiver ``dst`` (one of the event's
+        targets, ``payload[2]``), or to every target in order when ``dst`` is None."""
+        src, data, targets = item.payload
+        sender = self._by_index[src].local_id
+        for t in targets if dst is None else (dst,):
+            self._by_index[t]._arrive(Received(sender, data))
 
     def run_until(self, done: Callable[[], bool]) -> bool:
         """Pop network events (dispatching deliveries) until ``done()``; False when the
