@@ -75,7 +75,7 @@ class TensorPayload:
         arr = np.ascontiguousarray(array)
         le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
         return cls(dtype=le.dtype.str, shape=tuple(int(s) for s in le.shape),
-                   data=memoryview(le.reshape(-1)).cast("B"))
+                   data=le.reshape(-1).data.cast("B"))
 
     def to_array(self) -> NDArray[np.floating]:
         """A read-only view of the bytes as a numpy array (no copy); the same array
