@@ -5,6 +5,10 @@ the real launcher, samples the resident memory of the launcher and its workers e
 0.5 s (psutil) and reads the run's summary.json and events.jsonl. One line per case:
 
 - peers, processes; total RSS (peak of launcher + workers together), RSS / peer;
+- total PSS (peak, sampled every 2 s): RSS counts the pages every worker shares
+  (libtorch, libpython, ... mapped from the same files) once per process; PSS splits
+  each shared page among the processes that map it, so the sum is what the launch
+  really takes from the machine's memory;
 - marginal MB / peer: (total(N) - total(N0)) / (N - N0) against the first case N0 of
   the sweep (what one more peer costs, extra processes included);
 - time to mesh: seconds from the launch until every peer had >= min(8, N-1)
@@ -71,6 +75,19 @@ def _rss(proc: psutil.Process, seen: set[int]) -> tuple[int, int]:
     return own, total
 
 
+def _pss(proc: psutil.Process) -> int:
+    """Sum of the PSS of ``proc`` and its descendants, bytes (Linux smaps_rollup)."""
+    total = 0
+    try:
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    for q in procs:
+        with contextlib.suppress(psutil.Error, AttributeError):
+            total += q.memory_full_info().pss
+    return total
+
+
 def _rounds_per_s(path: Path) -> float | None:
     """Rounds per second after the first round (which also pays the peers' first torch
     ops and stream set-up): (R - 1) / (time of row R - time of row 1)."""
@@ -103,7 +120,8 @@ def run_case(n: int, k: int, rounds: int, out: Path, extra: list[str],
     t0 = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ps = psutil.Process(proc.pid)
-    peak_workers = peak_launcher = peak_total = 0
+    peak_workers = peak_launcher = peak_total = peak_pss = 0
+    last_pss = 0.0
     seen: set[int] = set()
     up_at: float | None = None
     code: int | None = None
@@ -122,6 +140,9 @@ def run_case(n: int, k: int, rounds: int, out: Path, extra: list[str],
         own, workers = _rss(ps, seen)
         peak_launcher, peak_workers = max(peak_launcher, own), max(peak_workers, workers)
         peak_total = max(peak_total, own + workers)
+        if time.monotonic() - last_pss >= 2.0:
+            last_pss = time.monotonic()
+            peak_pss = max(peak_pss, _pss(ps))
         if up_at is None and (out / "peers.json").exists():
             up_at = time.monotonic() - t0
         if sigint and _rows(out / "metrics.csv") >= rounds:
@@ -146,6 +167,7 @@ def run_case(n: int, k: int, rounds: int, out: Path, extra: list[str],
         "per_process": summary.get("per_process", k),
         "processes": summary.get("processes"),
         "total_mb": peak_total / 2**20,
+        "total_pss_mb": peak_pss / 2**20,
         "processes_left": left,
         "time_to_mesh_s": meshed,
         "rounds_per_s": _rounds_per_s(out / "metrics.csv"),
@@ -177,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = [a for a in args.extra if a != "--"]
     results: list[dict[str, Any]] = []
     nan = float("nan")
-    print(f"{'peers':>5} {'procs':>5} {'total MB':>9} {'MB/peer':>8} {'marginal':>8} "
+    print(f"{'peers':>5} {'procs':>5} {'total MB':>9} {'PSS MB':>8} {'MB/peer':>8} "
+          f"{'marginal':>8} {'PSS marg':>8} "
           f"{'mesh s':>7} {'rounds/s':>8} {'rounds':>6} {'min nbrs':>8} {'exit':>4} {'left':>4}",
           flush=True)
     for case in args.cases:
@@ -187,10 +210,15 @@ def main(argv: list[str] | None = None) -> int:
         res["marginal_mb_per_peer"] = (
             (res["total_mb"] - first["total_mb"]) / (n - first["peers"])
             if first is not None and n != first["peers"] else None)
+        res["marginal_pss_mb_per_peer"] = (
+            (res["total_pss_mb"] - first["total_pss_mb"]) / (n - first["peers"])
+            if first is not None and n != first["peers"] else None)
         results.append(res)
         print(
             f"{n:5d} {res['processes'] or 0:5d} {res['total_mb']:9.0f} "
-            f"{res['total_mb'] / n:8.1f} {res['marginal_mb_per_peer'] or nan:8.1f} "
+            f"{res['total_pss_mb']:8.0f} {res['total_mb'] / n:8.1f} "
+            f"{res['marginal_mb_per_peer'] or nan:8.1f} "
+            f"{res['marginal_pss_mb_per_peer'] or nan:8.1f} "
             f"{res['time_to_mesh_s'] or nan:7.1f} {res['rounds_per_s'] or nan:8.3f} "
             f"{res['rounds_done'] or 0:3d}/{r:<2d} {res['min_neighbours_found'] or 0:8d} "
             f"{res['exit_code']!s:>4} {res['processes_left']:4d}",
