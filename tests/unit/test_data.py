@@ -45,6 +45,19 @@ def test_digits_split_is_deterministic_and_disjoint() -> None:
     assert sum(t in train for t in test) < 10
 
 
+def test_digits_read_from_the_csv_are_sklearns_load_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    from rumor.node.data.datasets import _digits_arrays, _digits_csv
+
+    assert _digits_csv() is not None  # the fast path, not the sklearn fallback
+    images, labels = _digits_arrays()
+    bunch = load_digits()
+    assert images.dtype == np.float64 and labels.dtype == np.int64
+    np.testing.assert_array_equal(images, bunch.images)
+    np.testing.assert_array_equal(labels, bunch.target)
+
+
 def test_missing_dataset_names_the_fetch_command(tmp_path: Path) -> None:
     assert not is_prepared("mnist", tmp_path)
     with pytest.raises(DatasetMissing) as err:
