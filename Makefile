@@ -28,8 +28,13 @@ simulate: $(STAMP)
 test-tools:
 	@./.ci/install-test-tools
 
+# the net tier (real processes on loopback and in namespaces) on two xdist workers, each
+# file on one worker (a file's tests share swarm names and seeded identities)
+NET_TIER := -m "net and not slow" -n 2 --dist loadfile
+
 test: $(STAMP) test-tools
-	$(BIN)/python -m pytest -q -m "not slow" tests
+	$(BIN)/python -m pytest -q -m "not slow and not net" tests
+	$(BIN)/python -m pytest -q $(NET_TIER) tests
 	$(MAKE) --no-print-directory lint
 
 test-all: $(STAMP) test-tools

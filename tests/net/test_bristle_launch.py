@@ -16,7 +16,7 @@ pytestmark = pytest.mark.net
 @pytest.mark.timeout(400)
 def test_launch_bristle_head_with_the_bristle_defense_finishes(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    rows = launch_rows(out, "--peers", "4", "--rounds", "3", "--per-process", "2",
+    rows = launch_rows(out, "--peers", "4", "--rounds", "3", "--per-process", "4",
                        "--round-timeout", "10", "--aggregator", "bristle",
                        "--model", "bristle-head", "--split", "dirichlet:0.5")
     assert [int(r["round"]) for r in rows] == [1, 2, 3]

@@ -133,24 +133,33 @@ def test_launch_of_four_peers_finishes_with_results_and_no_processes_left(
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_stopped_launcher_leaves_no_processes(tmp_path: Path, sig: signal.Signals) -> None:
-    out = tmp_path / "run"
-    proc = launch(out, "--peers", "2", "--per-process", "1")  # no --rounds: runs until stopped
+def test_a_stopped_launcher_leaves_no_processes(tmp_path: Path) -> None:
+    """Ctrl-C and SIGTERM, each to its own launch; both run at once (their start-ups,
+    mostly torch imports, overlap instead of adding up)."""
+    stops = {"ctrl-c": signal.SIGINT, "sigterm": signal.SIGTERM}
+    # no --rounds: runs until stopped
+    procs = {name: launch(tmp_path / name, "--peers", "2", "--per-process", "1")
+             for name in stops}
+    pids: dict[str, set[int]] = {}
     try:
-        wait_for(lambda: any(e.get("event") == "round" for e in events(out)), STARTUP,
-                 "the first round")
-        pids = worker_pids(out)
-        assert len(pids) == 2
-        proc.send_signal(sig)
-        proc.communicate(timeout=45)
+        for name, sig in stops.items():
+            out = tmp_path / name
+            wait_for(lambda out=out: any(e.get("event") == "round" for e in events(out)),
+                     STARTUP, f"the first round of the {name} launch")
+            pids[name] = worker_pids(out)
+            assert len(pids[name]) == 2
+            procs[name].send_signal(sig)
+        for proc in procs.values():
+            proc.communicate(timeout=45)
     finally:
-        proc.kill()
-    assert proc.returncode == 0  # no --rounds: stopping is the normal end
-    assert_no_processes_left(pids)
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["stopped"] == ("interrupted" if sig == signal.SIGINT else "terminated")
-    assert summary["rounds"] >= 1
+        for proc in procs.values():
+            proc.kill()
+    for name, sig in stops.items():
+        assert procs[name].returncode == 0, name  # no --rounds: stopping is the normal end
+        assert_no_processes_left(pids[name])
+        summary = json.loads((tmp_path / name / "summary.json").read_text())
+        assert summary["stopped"] == ("interrupted" if sig == signal.SIGINT else "terminated")
+        assert summary["rounds"] >= 1
 
 
 @pytest.mark.timeout(300)

@@ -17,7 +17,7 @@ def test_launch_with_an_attacker_and_sybilwall_gossips_history_records_for_real(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "run"
-    rows = launch_rows(out, "--peers", "4", "--rounds", "3", "--per-process", "2",
+    rows = launch_rows(out, "--peers", "4", "--rounds", "3", "--per-process", "4",
                        "--round-timeout", "10", "--byzantine", "1",
                        "--attack", "sign-flip:scale=4", "--aggregator", "sybilwall")
     assert [int(r["round"]) for r in rows] == [1, 2, 3]

@@ -39,11 +39,15 @@ CHROMEDRIVER = shutil.which("chromedriver")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def browser() -> Iterator[Any]:
+def skip_without_chromium() -> None:
     if CHROMIUM is None or CHROMEDRIVER is None:
         pytest.skip("needs chromium and chromedriver (Debian: chromium, chromium-driver; "
                     "`make test-tools` installs them as root)")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    skip_without_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -182,48 +186,66 @@ def test_page_draws_faults_rejects_and_the_timeline_without_script_errors(
         server.close()
 
 
+class DashboardLaunch:
+    """A ``rumor launch`` process and the stderr lines it printed so far."""
+
+    def __init__(self, out: Path) -> None:
+        # No --rounds: the mesh runs until the test stops it (Ctrl-C, the normal end of
+        # such a launch). With a fixed count (40 rounds of ~0.2 s) a browser that took
+        # long to start saw round 32 first and the run ended before the page's next poll
+        # (seen on a quiet machine, chromium 134 s in all).
+        cmd = [sys.executable, "-m", "rumor.scripts.cli", "launch", "--peers", "3",
+               "--out", str(out), "--quiet"]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     text=True, cwd=ROOT, env=env, start_new_session=True)
+        self.lines: list[str] = []
+        self.found = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if line.startswith("dashboard: "):
+                self.found.set()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)
+            self.proc.wait(30)
+        self.reader.join(10)
+
+
+@pytest.fixture
+def dashboard_launch(tmp_path: Path) -> Iterator[DashboardLaunch]:
+    """Started before ``browser`` (fixtures are set up in the order the test names
+    them): the launch's torch imports and chromium's start-up overlap."""
+    skip_without_chromium()
+    launch = DashboardLaunch(tmp_path / "out")
+    try:
+        yield launch
+    finally:
+        launch.close()
+
+
 @pytest.mark.net
 @pytest.mark.timeout(400)
 def test_launch_prints_the_dashboard_url_and_the_page_follows_the_real_mesh(
-        browser: Any, tmp_path: Path) -> None:
-    # No --rounds: the mesh runs until the test stops it (Ctrl-C, the normal end of such a
-    # launch). With a fixed count (40 rounds of ~0.2 s) a browser that took long to start
-    # saw round 32 first and the run ended before the page's next poll (seen on a quiet
-    # machine, chromium 134 s in all).
-    cmd = [sys.executable, "-m", "rumor.scripts.cli", "launch", "--peers", "3",
-           "--out", str(tmp_path / "out"), "--quiet"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env=env, start_new_session=True)
-    lines: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if line.startswith("dashboard: "):
-                found.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert found.wait(120), "".join(lines)
-        url = next(ln for ln in lines if ln.startswith("dashboard: ")).split(" ", 1)[1]
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\n", url), url
-        browser.get(url.strip())
-        until(browser, "3 peers", lambda d: len(states(d)) == 3, 120)
-        until(browser, "3 live peers, linked", lambda d: states(d).count("alive") == 3
-              and edges(d) == 3, 180)
-        until(browser, "a completed round", lambda d: page_round(d) >= 1, 180)
-        first = page_round(browser)
-        until(browser, "the next round", lambda d: page_round(d) > first, 120)
-        assert browser.execute_script(
-            "return document.getElementById('peer-count').textContent") == "3"
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(120) == 0, "".join(lines)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, 9)
-            proc.wait(30)
-        reader.join(10)
+        dashboard_launch: DashboardLaunch, browser: Any) -> None:
+    proc, lines = dashboard_launch.proc, dashboard_launch.lines
+    assert dashboard_launch.found.wait(120), "".join(lines)
+    url = next(ln for ln in lines if ln.startswith("dashboard: ")).split(" ", 1)[1]
+    assert re.fullmatch(r"http://127\.0\.0\.1:\d+/\n", url), url
+    browser.get(url.strip())
+    until(browser, "3 peers", lambda d: len(states(d)) == 3, 120)
+    until(browser, "3 live peers, linked", lambda d: states(d).count("alive") == 3
+          and edges(d) == 3, 180)
+    until(browser, "a completed round", lambda d: page_round(d) >= 1, 180)
+    first = page_round(browser)
+    until(browser, "the next round", lambda d: page_round(d) > first, 120)
+    assert browser.execute_script(
+        "return document.getElementById('peer-count').textContent") == "3"
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(120) == 0, "".join(lines)
