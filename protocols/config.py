@@ -40,7 +40,7 @@ class ProtocolConfig:
     evict_after: int | None = 20  # hostile rejects before a neighbour is dropped
     wait_when_alone: bool = True  # a peer without neighbours waits for the deadline
     catch_up: bool = True  # PULL/STATE catch-up of peers that fell behind
-    catch_up_gap: int = 3
+    catch_up_gap: int = 2  # 2, not 3: a peer 2 rounds behind halved its mesh's round rate
     polyak_beta: float | None = None  # None: MONNA_BETA for "monna", else plain SGD
     max_abs: float = 1e6  # a merge result with |x| above this is not adopted
     attack: str | None = None  # this peer is Byzantine with this attack spec

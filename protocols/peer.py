@@ -143,7 +143,7 @@ class PeerConfig:
     evict_after: int | None = 20
     wait_when_alone: bool = True
     catch_up: bool = True
-    catch_up_gap: int = 3
+    catch_up_gap: int = 2
     polyak_beta: float | None = None
     relay_keep_rounds: int = 3
     max_relays: int = 1024

@@ -27,3 +27,20 @@ def test_catch_up_is_counted_and_logged() -> None:
     on.run()
     assert on.protocol_events().get("catch_up", 0) >= 1
     assert any(e["event"] == "catching_up" for e in on.events)
+
+
+def test_a_peer_back_two_rounds_behind_catches_up_instead_of_slowing_the_mesh() -> None:
+    """Two rounds behind used to be below the catch-up gap (3) and too far behind to
+    rejoin by itself: its updates were never fresh for its neighbours, who waited on it
+    every round, and the mesh ran at half its round rate to the end (real-faults.toml
+    with the removal one round later: 40 rounds in 80 virtual s instead of 42)."""
+    timeline = (RemovePeers(4.3, (5,)), AddPeers(6.4, (5,)))  # away ~2 rounds
+    sim = Simulation(SimulationConfig(**BASE, timeline=timeline))  # type: ignore[arg-type]
+    rows = sim.run()
+    calm = Simulation(SimulationConfig(**BASE)).run()  # type: ignore[arg-type]
+    assert [r.round for r in rows] == list(range(1, 15))
+    caught = [e for e in sim.events if e["event"] == "caught_up" and e["peer"] == 5]
+    assert caught and caught[0]["to"] - caught[0]["from"] >= 2
+    per_round = (rows[-1].time - rows[6].time) / (len(rows) - 7)
+    calm_round = (calm[-1].time - calm[6].time) / (len(calm) - 7)
+    assert per_round < 1.2 * calm_round, (per_round, calm_round)
