@@ -25,6 +25,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -150,6 +151,7 @@ class NodeRuntime:
         self._deadline: float | None = None
         self._failure: BaseException | None = None
         self._snapshot: dict[str, Any] = {}
+        self._held: list[dict[str, Any]] | None = None  # see _feed_in_engine
         self.finished = False
         self.history: list[dict[str, Any]] = []
         self.send_failures: Counter[str] = Counter()
@@ -229,12 +231,22 @@ class NodeRuntime:
         }
 
     def _feed_in_engine(self, event: Event) -> None:
+        """One engine step (engine thread). The records it emits are held until the
+        /status snapshot includes the step: whoever reads a ``reject`` or ``round``
+        event and then asks /status sees the counts that event implies (the snapshot
+        used to be replaced after the events had already gone out)."""
         if isinstance(event, TrainingDone):
             p = self.peer
             if p.phase is Phase.TRAINING and p.round == event.round:
                 self.learner.set_params(event.vector)
-        self.executor.feed(event)
-        self._snapshot = self._peer_snapshot()
+        self._held = []
+        try:
+            self.executor.feed(event)
+        finally:
+            self._snapshot = self._peer_snapshot()
+            held, self._held = self._held, None
+            for record in held:
+                self._publish(record)
 
     async def _feed(self, event: Event) -> None:
         loop = asyncio.get_running_loop()
@@ -276,6 +288,14 @@ class NodeRuntime:
             loop.call_soon_threadsafe(fn)
 
     def _emit(self, record: dict[str, Any]) -> None:
+        held = self._held
+        if held is not None and threading.current_thread().name.startswith("rumor-engine"):
+            held.append(record)  # sent once the step's snapshot is in place
+            return
+        self._publish(record)
+
+    def _publish(self, record: dict[str, Any]) -> None:
+        """Hand ``record`` to ``on_event`` on the event loop."""
         self._on_loop(lambda: self.on_event(record))
 
     def _spawn(self, coro: Any, critical: bool = True) -> asyncio.Task[Any]:
