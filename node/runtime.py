@@ -151,7 +151,7 @@ class NodeRuntime:
         self._deadline: float | None = None
         self._failure: BaseException | None = None
         self._snapshot: dict[str, Any] = {}
-        self._held: list[dict[str, Any]] | None = None  # see _feed_in_engine
+        self._in_step = threading.local()  # .held: the engine step's records (_feed_in_engine)
         self.finished = False
         self.history: list[dict[str, Any]] = []
         self.send_failures: Counter[str] = Counter()
@@ -239,12 +239,13 @@ class NodeRuntime:
             p = self.peer
             if p.phase is Phase.TRAINING and p.round == event.round:
                 self.learner.set_params(event.vector)
-        self._held = []
+        held: list[dict[str, Any]] = []
+        self._in_step.held = held
         try:
             self.executor.feed(event)
         finally:
             self._snapshot = self._peer_snapshot()
-            held, self._held = self._held, None
+            self._in_step.held = None
             for record in held:
                 self._publish(record)
 
@@ -288,8 +289,8 @@ class NodeRuntime:
             loop.call_soon_threadsafe(fn)
 
     def _emit(self, record: dict[str, Any]) -> None:
-        held = self._held
-        if held is not None and threading.current_thread().name.startswith("rumor-engine"):
+        held: list[dict[str, Any]] | None = getattr(self._in_step, "held", None)
+        if held is not None:  # emitted by the engine step of this thread
             held.append(record)  # sent once the step's snapshot is in place
             return
         self._publish(record)

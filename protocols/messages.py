@@ -48,6 +48,12 @@ COMPRESSED_VERSION = 1
 COMPRESSED_SCHEMES: frozenset[str] = frozenset({"full", "sparse", "seeded", "quant", "lowrank"})
 
 
+def _little_endian(array: NDArray[np.floating]) -> NDArray[np.floating]:
+    """``array`` C-contiguous and little-endian (itself when it already is)."""
+    arr = np.ascontiguousarray(array)
+    return arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+
+
 @dataclass(frozen=True)
 class TensorPayload:
     """A flat tensor as raw little-endian bytes; ``data`` length = prod(shape) * itemsize.
@@ -63,8 +69,7 @@ class TensorPayload:
     @classmethod
     def from_array(cls, array: NDArray[np.floating]) -> TensorPayload:
         """Little-endian, C-contiguous copy of ``array``."""
-        arr = np.ascontiguousarray(array)
-        le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        le = _little_endian(array)
         return cls(dtype=le.dtype.str, shape=tuple(int(s) for s in le.shape), data=le.tobytes())
 
     @classmethod
@@ -72,8 +77,7 @@ class TensorPayload:
         """``from_array`` without the copy when ``array`` is already little-endian and
         C-contiguous: a payload that is encoded at once (a broadcast), while ``array``
         does not change; it must not be kept."""
-        arr = np.ascontiguousarray(array)
-        le = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
+        le = _little_endian(array)
         return cls(dtype=le.dtype.str, shape=tuple(int(s) for s in le.shape),
                    data=le.reshape(-1).data.cast("B"))
 

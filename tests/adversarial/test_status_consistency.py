@@ -30,14 +30,15 @@ async def test_a_reject_event_is_already_counted_in_status(tmp_path: Path) -> No
     me, attacker_id = ident(0), ident(1)
     seen: list[tuple[int, int]] = []  # (reject events so far, rejects in /status then)
     got_two = asyncio.Event()
+    loop = asyncio.get_running_loop()
     cfg = NodeConfig(swarm=SWARM, rounds=50, round_timeout=30.0, shards=4, aggregator="mean")
 
     def on_event(record: dict[str, Any]) -> None:
         if record.get("event") == "reject":
             counted = sum(rt.status()["rejects"].values())
             seen.append((len(seen) + 1, counted))
-            if len(seen) >= 2:
-                got_two.set()
+            if len(seen) >= 2:  # on_event runs in the engine thread here
+                loop.call_soon_threadsafe(got_two.set)
 
     rt, start = build_runtime(cfg, me, MemoryTransport(hub, me.peer_id),
                               data_dir=tmp_path / "p0", on_event=on_event)
@@ -46,15 +47,20 @@ async def test_a_reject_event_is_already_counted_in_status(tmp_path: Path) -> No
         on_event(record)  # the observer runs the moment the runtime publishes
 
     rt._publish = synchronous  # type: ignore[method-assign]
+    node_up = asyncio.Event()  # run() starts the node's transport: it joins the hub
+    register = hub.register
+
+    def registered(transport: MemoryTransport) -> None:
+        register(transport)
+        if transport.local_id == me.peer_id:
+            node_up.set()
+
+    hub.register = registered  # type: ignore[method-assign]
     attacker = MemoryTransport(hub, attacker_id.peer_id)
     await attacker.start()
     task = asyncio.ensure_future(rt.run(start))
     try:
-        async def node_up() -> None:  # run() starts the node's transport
-            while hub.lookup(me.peer_id) is None:
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(node_up(), 60)
+        await asyncio.wait_for(node_up.wait(), 60)
         for junk in (b"\x00 not msgpack", b"\x81\xa1v\x01"):  # malformed, twice
             await attacker.send(me.peer_id, junk)
         await asyncio.wait_for(got_two.wait(), 60)
