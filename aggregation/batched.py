@@ -155,12 +155,16 @@ def _row_variances(x: Tensor, start: int, stop: int) -> Tensor:
 def _rescale(x: Tensor, tau2: Tensor) -> None:
     """x[g] <- mu + (x[g] - mu) sqrt(tau2[g] / Var(x[g])) in place, per row (two-pass
     float32 statistics); rows with Var <= min_var_ratio tau2 or Var == 0 are left as
-    they are."""
+    they are. When every row is rescaled (the usual case) the result is written in one
+    fused pass (addcmul); boolean row indexing costs ~5x the arithmetic."""
     mu = x.mean(dim=1, keepdim=True)
     dev = x - mu
     var_m = (dev * dev).mean(dim=1, keepdim=True).to(torch.float64)
     t = tau2[:, None]
     keep = (var_m <= _MIN_VAR_RATIO * t) | (var_m == 0.0)
     scale = torch.where(keep, 1.0, torch.sqrt(t / var_m.clamp(min=1e-300))).to(x.dtype)
+    if not bool(keep.any()):
+        torch.addcmul(mu, dev, scale, out=x)
+        return
     rows = ~keep[:, 0]
     x[rows] = mu[rows] + dev[rows] * scale[rows]

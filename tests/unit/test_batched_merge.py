@@ -112,3 +112,25 @@ def test_only_linear_rules_without_state_are_batched() -> None:
         Merge(0, (), final=True)) is not None  # a final merge is the mean, any rule
     assert RuleMerger("mean", f=0, layout=LAYOUT).batch_key(
         Merge(0, (), catch_up_to=5)) is None
+
+
+@pytest.mark.parametrize("constant_rows", [(), (0,), (0, 2)])
+def test_rescale_hits_the_target_variance_and_leaves_constant_rows_exactly_alone(
+        constant_rows: tuple[int, ...]) -> None:
+    """The fused path (every row rescaled) and the row-indexed one (some rows kept)."""
+    import torch
+
+    from rumor.aggregation.batched import _rescale
+
+    x = torch.from_numpy(np.random.default_rng(3).standard_normal((3, 40)).astype(np.float32))
+    for r in constant_rows:
+        x[r] = 0.5
+    before = x.clone()
+    tau2 = torch.tensor([4.0, 0.25, 9.0], dtype=torch.float64)
+    _rescale(x, tau2)
+    for r in range(3):
+        if r in constant_rows:
+            assert torch.equal(x[r], before[r])
+        else:
+            assert float(x[r].var(unbiased=False)) == pytest.approx(float(tau2[r]), rel=1e-4)
+            assert float(x[r].mean()) == pytest.approx(float(before[r].mean()), abs=1e-5)
