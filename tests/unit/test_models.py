@@ -77,3 +77,12 @@ def test_init_is_seeded_and_leaves_global_rng_alone() -> None:
     assert not torch.equal(a, init_params("lenet5", (1, 8, 8), 10, seed=6))
     stack = init_params_stack("mlp", (1, 8, 8), 10, [1, 2])
     assert stack.shape == (2, 2410) and torch.equal(stack[1], init_params("mlp", (1, 8, 8), 10, 2))
+
+
+@pytest.mark.parametrize("name", ["mlp", "lenet5", "cnn"])
+def test_init_params_is_exactly_torch_manual_seed_then_build_model(name: str) -> None:
+    """Seeding only the CPU generator gives the values torch.manual_seed gives."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        want = flatten_params(build_model(name, (1, 28, 28), 10))
+    assert torch.equal(init_params(name, (1, 28, 28), 10, seed=11), want)
