@@ -2,12 +2,16 @@
 
 The launcher process runs a pure DHT bootstrap node (a Libp2pTransport with
 ``announce=False``: it serves the Kademlia DHT and joins no swarm) and starts the peers
-as worker processes (``python -m <worker_module>``, K peers per process; the JSON-lines
-protocol is described in rumor.scripts.worker). Every peer knows only the bootstrap's
+as worker processes (K peers per process; the JSON-lines protocol is described in
+rumor.scripts.worker). By default they are forked from a zygote (rumor.node.mesh.zygote:
+one process that imported and prepared the worker module once), so they share torch &
+co. copy-on-write; with ``zygote=False``, or where the zygote cannot start, each is a
+plain ``python -m <worker_module>``. Every peer knows only the bootstrap's
 address and finds the others through DHT provider records. Workers are in their own
 process group and exit on their own when their stdin closes, so no process outlives
-the launcher, even after a ``kill -9`` of the launcher; on any exit of ``Mesh.run``
-(done, Ctrl-C, an exception, cancellation) every worker's process group is killed.
+the launcher, even after a ``kill -9`` of the launcher (the zygote exits when its
+socket to the launcher closes); on any exit of ``Mesh.run`` (done, Ctrl-C, an
+exception, cancellation) every worker's process group is killed.
 
 Rounds start together: ``go`` is sent once every peer is up and has found
 ``min_neighbours`` neighbours (default ``min(2, N-1)``), or after the ready timeout.
@@ -31,7 +35,8 @@ Run files in ``out`` (the formats of ``rumor simulate``):
   temporary.
 - launch.json while it runs: the launcher's pid and the time it started (``rumor stop``
   reads it); removed at the end.
-- logs/worker-W.log: each worker's stderr (a restarted peer's worker: worker-W.rK.log).
+- logs/worker-W.log: each worker's stderr (a restarted peer's worker: worker-W.rK.log);
+  logs/zygote.log: the zygote's.
 
 The Mesh never prints: it reports through ``on_notice(level, text)`` and
 ``on_row(RoundMetrics)`` and keeps its state (``peers``, ``metrics``) readable.
