@@ -6,9 +6,11 @@ the real launcher, samples the resident memory of the launcher and its workers e
 
 - peers, processes; total RSS (peak of launcher + workers together), RSS / peer;
 - total PSS (peak, sampled every 2 s): RSS counts the pages every worker shares
-  (libtorch, libpython, ... mapped from the same files) once per process; PSS splits
-  each shared page among the processes that map it, so the sum is what the launch
-  really takes from the machine's memory;
+  (libtorch, libpython, ... mapped from the same files, and with the zygote the pages
+  it had before it forked them) once per process; PSS splits each shared page among
+  the processes that map it, so the sum is what the launch really takes from the
+  machine's memory; results.json also has the launcher's children's USS (private
+  pages) at that peak, median and largest;
 - marginal MB / peer: (total(N) - total(N0)) / (N - N0) against the first case N0 of
   the sweep (what one more peer costs, extra processes included);
 - time to mesh: seconds from the launch until every peer had >= min(8, N-1)
@@ -75,17 +77,22 @@ def _rss(proc: psutil.Process, seen: set[int]) -> tuple[int, int]:
     return own, total
 
 
-def _pss(proc: psutil.Process) -> int:
-    """Sum of the PSS of ``proc`` and its descendants, bytes (Linux smaps_rollup)."""
+def _pss(proc: psutil.Process) -> tuple[int, list[int]]:
+    """(sum of the PSS of ``proc`` and its descendants, the USS of each descendant),
+    bytes (Linux smaps_rollup). USS is what a process holds alone: its private pages."""
     total = 0
+    uss: list[int] = []
     try:
         procs = [proc, *proc.children(recursive=True)]
     except psutil.Error:
-        return 0
+        return 0, []
     for q in procs:
         with contextlib.suppress(psutil.Error, AttributeError):
-            total += q.memory_full_info().pss
-    return total
+            info = q.memory_full_info()
+            total += info.pss
+            if q is not proc:
+                uss.append(info.uss)
+    return total, uss
 
 
 def _rounds_per_s(path: Path) -> float | None:
@@ -121,6 +128,7 @@ def run_case(n: int, k: int, rounds: int, out: Path, extra: list[str],
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ps = psutil.Process(proc.pid)
     peak_workers = peak_launcher = peak_total = peak_pss = 0
+    uss_at_peak: list[int] = []
     last_pss = 0.0
     seen: set[int] = set()
     up_at: float | None = None
@@ -142,7 +150,9 @@ def run_case(n: int, k: int, rounds: int, out: Path, extra: list[str],
         peak_total = max(peak_total, own + workers)
         if time.monotonic() - last_pss >= 2.0:
             last_pss = time.monotonic()
-            peak_pss = max(peak_pss, _pss(ps))
+            pss, uss = _pss(ps)
+            if pss > peak_pss:
+                peak_pss, uss_at_peak = pss, uss
         if up_at is None and (out / "peers.json").exists():
             up_at = time.monotonic() - t0
         if sigint and _rows(out / "metrics.csv") >= rounds:
@@ -168,6 +178,11 @@ def run_case(n: int, k: int, rounds: int, out: Path, extra: list[str],
         "processes": summary.get("processes"),
         "total_mb": peak_total / 2**20,
         "total_pss_mb": peak_pss / 2**20,
+        # private MB of the launcher's descendants (workers, and the zygote if any) at
+        # the PSS peak: median and largest
+        "child_uss_median_mb": (sorted(uss_at_peak)[len(uss_at_peak) // 2] / 2**20
+                                if uss_at_peak else None),
+        "child_uss_max_mb": max(uss_at_peak) / 2**20 if uss_at_peak else None,
         "processes_left": left,
         "time_to_mesh_s": meshed,
         "rounds_per_s": _rounds_per_s(out / "metrics.csv"),
@@ -200,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     nan = float("nan")
     print(f"{'peers':>5} {'procs':>5} {'total MB':>9} {'PSS MB':>8} {'MB/peer':>8} "
-          f"{'marginal':>8} {'PSS marg':>8} "
+          f"{'marginal':>8} {'PSS marg':>8} {'USS med':>7} "
           f"{'mesh s':>7} {'rounds/s':>8} {'rounds':>6} {'min nbrs':>8} {'exit':>4} {'left':>4}",
           flush=True)
     for case in args.cases:
@@ -219,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{res['total_pss_mb']:8.0f} {res['total_mb'] / n:8.1f} "
             f"{res['marginal_mb_per_peer'] or nan:8.1f} "
             f"{res['marginal_pss_mb_per_peer'] or nan:8.1f} "
+            f"{res['child_uss_median_mb'] or nan:7.0f} "
             f"{res['time_to_mesh_s'] or nan:7.1f} {res['rounds_per_s'] or nan:8.3f} "
             f"{res['rounds_done'] or 0:3d}/{r:<2d} {res['min_neighbours_found'] or 0:8d} "
             f"{res['exit_code']!s:>4} {res['processes_left']:4d}",

@@ -75,6 +75,9 @@ def add_parser(sub: Any) -> None:
                    "(default: a temporary dir, removed at the end)")
     p.add_argument("--verbose", action="store_true",
                    help="real mode: libp2p's own log messages in the worker logs")
+    p.add_argument("--no-zygote", action="store_true",
+                   help="real mode: start every peer process with its own imports "
+                   "instead of forking them from one warm process")
     add_threads_flag(p, what=" (real mode: also of each peer process)")
     p.add_argument("--dashboard", action="store_true",
                    help="serve a live dashboard of each run (the URL is printed as "
@@ -263,7 +266,7 @@ def run_real(sc: Scenario, d: Path, args: argparse.Namespace, progress: Progress
     d.mkdir(parents=True, exist_ok=True)
     base = args.base_dir / sc.name if args.base_dir is not None else None
     opts = RealOptions(out=d, wall_cap=args.wall_cap, base=base, verbose=args.verbose,
-                       threads=args.threads)
+                       threads=args.threads, zygote=not args.no_zygote)
 
     def notice(level: str, text: str) -> None:
         style = {"error": "red", "warning": "yellow"}.get(level, "dim")

@@ -97,6 +97,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-dashboard", action="store_true",
                    help="do not serve the dashboard (default: served)")
     p.add_argument("--verbose", action="store_true", help="libp2p's own log messages")
+    p.add_argument("--no-zygote", action="store_true",
+                   help="start every worker process with its own imports instead of "
+                   "forking them from one warm process (default: forked, which shares "
+                   "torch & co. among them: less memory a process)")
     p.add_argument("--byzantine", type=nonneg_int, default=0, metavar="K",
                    help="K Byzantine peers (the simulator's seeded choice of indices); "
                    "they run --attack and are not evaluated")
@@ -153,6 +157,7 @@ def mesh_config(args: argparse.Namespace) -> MeshConfig:
         ready_timeout=args.ready_timeout,
         verbose=args.verbose,
         threads=args.threads,
+        zygote=not args.no_zygote,
         plans=plans,
         excluded=excluded,
     )

@@ -382,6 +382,24 @@ async def run_worker(cfg: WorkerConfig, emit: Emitter) -> int:
     return code
 
 
+def zygote_prepare(options: dict[str, Any]) -> None:
+    """What a zygote (rumor.scripts.zygote) does once before it forks workers of this
+    module, so that they share it copy-on-write: torch's thread count before any torch
+    op (no intra-op pool exists yet to be lost in a fork), the modules a worker imports
+    lazily, torch.func's one-time warm-up and, with ``options["dataset"]``, that dataset
+    (every worker's peers read it, and nobody writes it). ``options``: ``threads``,
+    ``dataset``, ``dataset_dir``."""
+    apply_threads(int(options.get("threads", DEFAULT_THREADS)))
+    import rumor.node.api
+    import rumor.node.model_io  # noqa: F401
+    from rumor.node.assembly import _shared_dataset
+    from rumor.node.trainer import warm_up
+
+    warm_up()
+    if options.get("dataset"):
+        _shared_dataset(str(options["dataset"]), options.get("dataset_dir"))
+
+
 def _read_first_line() -> str:
     """The config line from fd 0, unbuffered (later lines are read by asyncio)."""
     buf = bytearray()

@@ -2,12 +2,16 @@
 
 The launcher process runs a pure DHT bootstrap node (a Libp2pTransport with
 ``announce=False``: it serves the Kademlia DHT and joins no swarm) and starts the peers
-as worker processes (``python -m <worker_module>``, K peers per process; the JSON-lines
-protocol is described in rumor.scripts.worker). Every peer knows only the bootstrap's
+as worker processes (K peers per process; the JSON-lines protocol is described in
+rumor.scripts.worker). By default they are forked from a zygote (rumor.node.mesh.zygote:
+one process that imported and prepared the worker module once), so they share torch &
+co. copy-on-write; with ``zygote=False``, or where the zygote cannot start, each is a
+plain ``python -m <worker_module>``. Every peer knows only the bootstrap's
 address and finds the others through DHT provider records. Workers are in their own
 process group and exit on their own when their stdin closes, so no process outlives
-the launcher, even after a ``kill -9`` of the launcher; on any exit of ``Mesh.run``
-(done, Ctrl-C, an exception, cancellation) every worker's process group is killed.
+the launcher, even after a ``kill -9`` of the launcher (the zygote exits when its
+socket to the launcher closes); on any exit of ``Mesh.run`` (done, Ctrl-C, an
+exception, cancellation) every worker's process group is killed.
 
 Rounds start together: ``go`` is sent once every peer is up and has found
 ``min_neighbours`` neighbours (default ``min(2, N-1)``), or after the ready timeout.
@@ -31,7 +35,8 @@ Run files in ``out`` (the formats of ``rumor simulate``):
   temporary.
 - launch.json while it runs: the launcher's pid and the time it started (``rumor stop``
   reads it); removed at the end.
-- logs/worker-W.log: each worker's stderr (a restarted peer's worker: worker-W.rK.log).
+- logs/worker-W.log: each worker's stderr (a restarted peer's worker: worker-W.rK.log);
+  logs/zygote.log: the zygote's.
 
 The Mesh never prints: it reports through ``on_notice(level, text)`` and
 ``on_row(RoundMetrics)`` and keeps its state (``peers``, ``metrics``) readable.
@@ -62,6 +67,7 @@ from rumor.aggregation.layout import Layout
 from rumor.node.assembly import NodeConfig
 from rumor.node.checkpoint import CHECKPOINT_FILE, CheckpointError, read_checkpoint
 from rumor.node.identity import load_or_create_identity
+from rumor.node.mesh.zygote import WorkerProcess, Zygote, ZygoteError
 from rumor.node.model_io import layout_from_json, save_model
 from rumor.node.results import (
     LayerVariance,
@@ -159,6 +165,7 @@ class MeshConfig:
     verbose: bool = False
     threads: int = DEFAULT_THREADS  # torch threads of each worker process
     spares: int = 0  # warm worker processes kept ready for restarts
+    zygote: bool = True  # fork workers from one warm process (Mesh._process); False: exec
     plans: tuple[PeerPlan, ...] = ()  # default: peer i trains on shard i
     excluded: frozenset[int] = frozenset()  # not evaluated (Byzantine peers)
     mode: str = "launch"
@@ -298,7 +305,7 @@ class Metrics:
 class Worker:
     index: int
     peers: list[int]
-    proc: asyncio.subprocess.Process
+    proc: WorkerProcess
     log: IO[bytes]
     exited: bool = False
     expected_exit: bool = False
@@ -307,7 +314,7 @@ class Worker:
 
 @dataclass
 class _Spare:
-    proc: asyncio.subprocess.Process
+    proc: WorkerProcess
     log: IO[bytes]
     path: Path
 
@@ -362,6 +369,9 @@ class Mesh:
         # called with every events.jsonl record (a dashboard's timeline)
         self.event_listeners: list[Callable[[dict[str, Any]], None]] = []
         self._drainer: asyncio.Future[None] | None = None
+        self.zygote: Zygote | None = None
+        self._zygote_start: asyncio.Task[Zygote | None] | None = None
+        self._zygote_log: IO[bytes] | None = None
 
     # ------------------------------------------------------------------ helpers
     def peer_dir(self, i: int) -> Path:
@@ -457,7 +467,45 @@ class Mesh:
             "verbose": self.config.verbose,
         }
 
-    async def _process(self, log: IO[bytes], *extra: str) -> asyncio.subprocess.Process:
+    def start_zygote(self) -> None:
+        """Start the zygote in the background (once; a no-op with ``zygote=False``).
+
+        The zygote (rumor.node.mesh.zygote) imports and prepares the worker module once
+        and forks every worker process from itself, so the workers share its imports,
+        torch's registrations and the dataset copy-on-write instead of paying them each
+        (~0.2-0.4 GB a process). If it cannot start (no fork here, a failed import), the
+        workers are started as plain ``python -m`` processes and a warning says why.
+        """
+        if self.config.zygote and self._zygote_start is None:
+            self._zygote_start = asyncio.ensure_future(self._open_zygote())
+
+    async def _open_zygote(self) -> Zygote | None:
+        logs = self.out / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        self._zygote_log = (logs / "zygote.log").open("wb")
+        prepare = {"threads": self.config.threads, "dataset": self.node_cfg.dataset,
+                   "dataset_dir": self.node_cfg.dataset_dir}
+        try:
+            zygote = await Zygote.start(self.config.worker_module, self._zygote_log,
+                                        prepare=prepare)
+        except ZygoteError as exc:
+            self.on_notice("warning", f"{exc}; starting worker processes without it")
+            return None
+        self.log_event({"event": "zygote", "pid": zygote.proc.pid})
+        self.zygote = zygote
+        return zygote
+
+    async def _process(self, log: IO[bytes], *extra: str) -> WorkerProcess:
+        """A worker process: forked from the zygote, or ``python -m worker_module``."""
+        self.start_zygote()
+        zygote = await self._zygote_start if self._zygote_start is not None else None
+        if zygote is not None and zygote.alive:
+            try:
+                return await zygote.spawn(self.config.worker_module, list(extra), log,
+                                          limit=LINE_LIMIT)
+            except ZygoteError as exc:
+                self.on_notice("warning", f"{exc}; starting worker processes without it")
+                self._zygote_start = asyncio.ensure_future(_none())
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", self.config.worker_module, *extra,
             stdin=asyncio.subprocess.PIPE,
@@ -833,9 +881,25 @@ class Mesh:
             w.log.close()
         if self._drainer is not None:
             self._drainer.cancel()
+        await self.close_zygote()
         if self.bootstrap is not None:
             with contextlib.suppress(Exception):
                 await self.bootstrap.close()
+
+    async def close_zygote(self) -> None:
+        """Close the zygote (after the workers: it reports their exits) and its log."""
+        start, self._zygote_start = self._zygote_start, None
+        if start is not None:
+            if not start.done():
+                start.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await start
+        zygote, self.zygote = self.zygote, None
+        if zygote is not None:
+            await zygote.close()
+        log, self._zygote_log = self._zygote_log, None
+        if log is not None:
+            log.close()
 
     def kill_all(self) -> None:
         """SIGKILL every worker's process group (idempotent, synchronous)."""
@@ -929,6 +993,7 @@ class Mesh:
             with (out / "events.jsonl").open("w", buffering=1) as fh:
                 self.events_fh = fh
                 try:
+                    self.start_zygote()  # its imports overlap the bootstrap's start
                     await self.start_bootstrap()
                     self.on_notice("info", f"bootstrap node: {self.bootstrap_addr}")
                     self.on_notice("info", f"starting {self.n} peers in "
@@ -965,6 +1030,8 @@ class Mesh:
                     self.events_fh = None
         except BaseException:
             self.kill_all()
+            if self.zygote is not None:
+                self.zygote.kill()
             if self.stop_reason is None:
                 self.stop_reason = "error"
             raise
@@ -988,6 +1055,10 @@ class Mesh:
         the run early)."""
         await after_go(self)
         await self.stop_event.wait()
+
+
+async def _none() -> None:
+    return None
 
 
 def _first(*futs: asyncio.Future[Any]) -> asyncio.Future[Any]:

@@ -132,6 +132,7 @@ class RealOptions:
     verbose: bool = False
     threads: int = DEFAULT_THREADS  # torch threads of each peer process
     worker_module: str = "rumor.scripts.worker"
+    zygote: bool = True  # fork the peer processes from one warm process (MeshConfig.zygote)
 
 
 _NODE_FIELDS = {f.name for f in fields(NodeConfig)}
@@ -225,6 +226,7 @@ class RealExperiment:
                 peers=n,
                 out=options.out,
                 worker_module=options.worker_module,
+                zygote=options.zygote,
                 base=options.base,
                 keep=options.keep,
                 per_process=1,
