@@ -109,8 +109,9 @@ def default_per_process(peers: int, cpus: int | None = None) -> int:
     """K: one process per core (imports and training of a process share one GIL), but
     at most 24 peers a process (their hosts share its GIL: at 32 a process, discovery
     starved on a loaded 2-core box). 2 cores: 8 peers -> 2 x 4, 64 -> 3 x 24 (the last
-    16), 256 -> 11 x 24. A process pays ~0.47 GB (torch, libp2p, the dataset, the first
-    torch ops); a peer a few MB more (benchmarks/launch_scale.py)."""
+    16), 256 -> 11 x 24. A process started on its own pays ~0.47 GB (torch, libp2p, the
+    dataset, the first torch ops); one forked from the zygote (the default) ~65-80 MB of
+    its own; a peer a few MB more (benchmarks/launch_scale.py, docs/launch.md)."""
     cores = cpus or os.cpu_count() or 2
     return max(1, min(MAX_PER_PROCESS_AUTO, math.ceil(peers / cores)))
 
