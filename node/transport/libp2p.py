@@ -205,7 +205,6 @@ class TransportStats:
     streams_opened: int = 0
     dial_failures: int = 0
     discovery_rounds: int = 0
-    lookups_skipped: int = 0  # discovery rounds without a provider lookup (members full)
     dht_failures: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -1299,16 +1298,7 @@ class Libp2pTransport:
             book.save()
 
     async def _discover_round(self) -> list[str]:
-        """One round: join, announce, look up the swarm key, dial, tidy connections.
-
-        The lookup is skipped while ``target_members`` members are live (and no
-        bootstrap peer was rejoined now): it could only refresh them, and it costs
-        GET_PROVIDERS to the bootstrap and up to 20 routing-table peers, most of them
-        dialled anew (Noise handshakes) and closed again after the round, each answer's
-        signed peer records verified one by one. In a 32-peer launch that was half of
-        an idle, meshed peer's CPU (3.6 % of a core against 1.8 % with lookups every
-        120 s), which is what starved launches of 128-256 peers on 2 cores.
-        """
+        """One round: join, announce, look up the swarm key, dial, tidy connections."""
         self.stats.discovery_rounds += 1
         t0 = trio.current_time()
         rejoined = await self._ensure_bootstrap()
@@ -1324,12 +1314,7 @@ class Libp2pTransport:
             if await self._retry("provide", provide, self._query_timeout):
                 self._last_provide = now
         t1 = trio.current_time()
-        full = bool(self._target_members) and len(self._live) >= self._target_members
-        if full and not rejoined:
-            self.stats.lookups_skipped += 1
-            found: dict[str, list[tuple[str, ...]]] = {}
-        else:
-            found = await self._find_providers()
+        found = await self._find_providers()
         t2 = trio.current_time()
         async with trio.open_nursery() as nursery:
             for peer, addr_sets in self._to_adopt(found):
