@@ -38,6 +38,14 @@ def threads_now() -> int:
         return 1
 
 
+def require_one_thread(when: str) -> None:
+    """RuntimeError unless this process has exactly one thread (a fork copies only the
+    calling thread: locks another one held would stay locked in the child)."""
+    n = threads_now()
+    if n != 1:
+        raise RuntimeError(f"{n} threads {when}: the zygote cannot fork")
+
+
 def run_child(module: str, argv: list[str]) -> int:
     """In the forked child: run ``module`` as ``python -m module argv...`` would."""
     sys.modules.pop(module, None)  # run its body afresh as __main__, as -m does
@@ -117,9 +125,7 @@ class Server:
             if msg.get("op") != "fork" or len(fds) != 3 or min(fds) < 3:
                 raise ValueError(f"bad request {msg!r} with fds {fds}")
             module, argv = str(msg["module"]), [str(a) for a in msg.get("argv", [])]
-            n = threads_now()
-            if n != 1:
-                raise RuntimeError(f"{n} threads in the zygote: forking would be unsafe")
+            require_one_thread("in the zygote")
             pid = self.fork(module, argv, fds)
         except Exception as exc:
             self.send({"id": req_id, "error": f"{type(exc).__name__}: {exc}"})
@@ -187,9 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare(args.module, options if isinstance(options, dict) else {})
         gc.collect()
         gc.freeze()
-        n = threads_now()
-        if n != 1:
-            raise RuntimeError(f"{n} threads after the preload: the zygote cannot fork")
+        require_one_thread("after the preload")
     except Exception as exc:
         traceback.print_exc()
         server.send({"ready": False, "error": f"{type(exc).__name__}: {exc}"})

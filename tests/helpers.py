@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +21,17 @@ if TYPE_CHECKING:
     from rumor.node.transport.memory import MemoryHub
 
 SWARM = "test-swarm"
+
+
+async def until(what: str, cond: Callable[[], object], deadline: float = 30.0,
+                poll: float = 0.05) -> None:
+    """Await ``cond()`` being truthy, checked every ``poll`` s; AssertionError naming
+    ``what`` after ``deadline`` s."""
+    end = time.monotonic() + deadline
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {deadline:.0f} s waiting for {what}")
+        await asyncio.sleep(poll)
 
 
 def ident(i: int) -> Identity:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -22,18 +21,12 @@ from rumor.node.transport.base import Received
 from rumor.node.transport.libp2p import Libp2pTransport
 from rumor.node.transport.reachability import ReachabilityConfig
 from rumor.protocols.identity import Identity
+from tests.helpers import until
 
 pytestmark = pytest.mark.net
 
 SWARM = "test-relay"
 
-
-async def until(what: str, cond: Callable[[], object], deadline: float = 30.0) -> None:
-    end = time.monotonic() + deadline
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 @contextlib.asynccontextmanager

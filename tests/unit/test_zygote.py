@@ -16,8 +16,7 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import psutil
 import pytest
 
 from rumor.node.mesh.zygote import LOST_CODE, ForkedProcess, Zygote, ZygoteError, fork_available
+from tests.helpers import until
 
 pytestmark = pytest.mark.skipif(not fork_available(), reason="needs fork + fd passing")
 
@@ -43,14 +43,6 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
-
-
-async def _until(cond: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
-    end = time.monotonic() + deadline
-    while not cond():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 @pytest.fixture
@@ -165,7 +157,7 @@ async def test_the_zygote_exits_when_our_end_closes_and_its_children_live_on(
     assert child.stdin is not None
     child.stdin.close()  # now it exits; no zygote left to reap it, a pidfd tells us
     assert await asyncio.wait_for(child.wait(), DEADLINE) == LOST_CODE
-    await _until(lambda: not _alive(child.pid), f"child {child.pid} to exit")
+    await until(f"child {child.pid} to exit", lambda: not _alive(child.pid), DEADLINE)
 
 
 async def test_a_zygote_that_would_fork_with_a_thread_running_refuses_to_start(
@@ -213,7 +205,7 @@ async def test_a_kill_9_of_the_launcher_leaves_neither_the_zygote_nor_a_child(
         proc.kill()
         proc.wait()
         for role, pid in pids.items():
-            await _until(lambda pid=pid: not _alive(pid), f"the {role} ({pid}) to exit")
+            await until(f"the {role} ({pid}) to exit", lambda pid=pid: not _alive(pid), DEADLINE)
     finally:
         proc.kill()
         proc.wait()
